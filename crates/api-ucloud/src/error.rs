@@ -1,0 +1,95 @@
+//! The one error type of the UCloud dialect, rendered as UCloud's `CommonErrorMessage`:
+//! `{"why": "...", "errorCode": null}` with the status the Kotlin service used.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use thiserror::Error;
+use twofa_core::CoreError;
+use utoipa::ToSchema;
+
+#[derive(Debug, Error)]
+pub enum ApiError {
+    #[error("Bad Request")]
+    BadRequest,
+    #[error("Invalid request received (no body?)")]
+    NoBody,
+    #[error("Invalid request received (wrong type)")]
+    WrongType,
+    #[error("Request body too large")]
+    TooLarge,
+    #[error("Unauthorized")]
+    Unauthorized,
+    #[error("Invalid token")]
+    InvalidToken,
+    #[error("Forbidden")]
+    Forbidden,
+    #[error("Incorrect username or password")]
+    InvalidCredentials,
+    #[error("Incorrect code")]
+    IncorrectCode,
+    #[error("An authenticator has already been bound to your account.")]
+    AlreadyBound,
+    #[error("Username wrong")]
+    UnknownUsername,
+    #[error("Too many requests. Please wait a few minutes and try again.")]
+    Locked { retry_after: i64 },
+    #[error("Internal Server Error")]
+    Internal,
+}
+
+/// UCloud's error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommonErrorMessage {
+    /// Human-readable reason.
+    pub why: String,
+    /// Always present; null for these calls.
+    #[serde(rename = "errorCode")]
+    pub error_code: Option<String>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest
+            | ApiError::NoBody
+            | ApiError::WrongType
+            | ApiError::TooLarge
+            | ApiError::AlreadyBound
+            | ApiError::UnknownUsername => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized | ApiError::InvalidToken | ApiError::InvalidCredentials | ApiError::IncorrectCode => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::Locked { retry_after } = self {
+            response.insert_header(("Retry-After", retry_after.to_string()));
+        }
+        response.json(CommonErrorMessage { why: self.to_string(), error_code: None })
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::InvalidCredentials | CoreError::UserDisabled => ApiError::InvalidCredentials,
+            // Kotlin answers an unknown or expired challenge exactly like a wrong code.
+            CoreError::IncorrectCode | CoreError::InvalidChallenge => ApiError::IncorrectCode,
+            CoreError::AlreadyBound => ApiError::AlreadyBound,
+            CoreError::Locked { retry_after } => ApiError::Locked { retry_after },
+            CoreError::InvalidToken | CoreError::UserNotFound => ApiError::Unauthorized,
+            CoreError::Forbidden => ApiError::Forbidden,
+            CoreError::InvalidInput(_) | CoreError::UserExists => ApiError::BadRequest,
+            CoreError::Storage(_) | CoreError::Internal(_) => {
+                tracing::error!(error = %e, "ucloud request failed");
+                ApiError::Internal
+            }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Request extractors with UCloud's leniencies and error shapes.
+
+use actix_multipart::Multipart;
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures_util::{StreamExt, TryStreamExt};
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::pin::Pin;
+use twofa_core::{AccessClaims, Core, Origin};
+
+use crate::error::ApiError;
+use crate::{UcloudSettings, DIALECT};
+
+type Boxed<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
+
+pub(crate) fn core(req: &HttpRequest) -> Result<Core, ApiError> {
+    req.app_data::<web::Data<Core>>().map(|c| c.get_ref().clone()).ok_or(ApiError::Internal)
+}
+
+pub(crate) fn settings(req: &HttpRequest) -> UcloudSettings {
+    req.app_data::<web::Data<UcloudSettings>>().map(|s| s.get_ref().clone()).unwrap_or_default()
+}
+
+/// The audit origin: this dialect and the peer address (not a forwarded header,
+/// which any client can forge).
+pub(crate) fn origin(req: &HttpRequest) -> Origin {
+    Origin::new(DIALECT, req.peer_addr().map(|a| a.ip().to_string()))
+}
+
+pub(crate) fn bearer(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+}
+
+/// Reads the whole body, refusing more than the configured limit.
+async fn read_body(mut payload: Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| ApiError::BadRequest)?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// A JSON body, parsed whatever the Content-Type says (the published curl example
+/// sends a malformed one), with Kotlin's error messages.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = Boxed<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = settings(req).max_body_bytes;
+        let payload = payload.take();
+        Box::pin(async move {
+            let body = read_body(payload, limit).await?;
+            if body.iter().all(u8::is_ascii_whitespace) {
+                return Err(ApiError::NoBody);
+            }
+            serde_json::from_slice(&body).map(JsonBody).map_err(|_| ApiError::WrongType)
+        })
+    }
+}
+
+/// A form body, URL-encoded or multipart, as the web client posts it.
+pub struct FormBody<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for FormBody<T> {
+    type Error = ApiError;
+    type Future = Boxed<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = settings(req).max_body_bytes;
+        let is_multipart = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+        let headers = req.headers().clone();
+        let query = req.query_string().to_string();
+        let payload = payload.take();
+        Box::pin(async move {
+            // Query parameters first; body fields of the same name win.
+            let mut fields: Vec<(String, String)> = serde_urlencoded::from_str(&query).unwrap_or_default();
+            if is_multipart {
+                fields.extend(multipart_fields(Multipart::new(&headers, payload), limit).await?);
+            } else {
+                let body = read_body(payload, limit).await?;
+                let parsed: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|_| ApiError::BadRequest)?;
+                fields.extend(parsed);
+            }
+            let mut map = serde_json::Map::new();
+            for (k, v) in fields {
+                map.insert(k, serde_json::Value::String(v));
+            }
+            serde_json::from_value(serde_json::Value::Object(map)).map(FormBody).map_err(|_| ApiError::BadRequest)
+        })
+    }
+}
+
+/// The text fields of a multipart body, at most `limit` bytes in all.
+async fn multipart_fields(mut multipart: Multipart, limit: usize) -> Result<Vec<(String, String)>, ApiError> {
+    let mut fields = Vec::new();
+    let mut total = 0usize;
+    while let Some(mut field) = multipart.try_next().await.map_err(|_| ApiError::BadRequest)? {
+        let name = field.content_disposition().and_then(|cd| cd.get_name()).map(str::to_string);
+        let mut value = Vec::new();
+        while let Some(chunk) = field.try_next().await.map_err(|_| ApiError::BadRequest)? {
+            total += chunk.len();
+            if total > limit {
+                return Err(ApiError::TooLarge);
+            }
+            value.extend_from_slice(&chunk);
+        }
+        if let Some(name) = name {
+            fields.push((name, String::from_utf8(value).map_err(|_| ApiError::BadRequest)?));
+        }
+    }
+    Ok(fields)
+}
+
+/// A caller with a valid UCloud access token.
+pub struct Authenticated(pub AccessClaims);
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let claims = (|| {
+            let token = bearer(req).ok_or(ApiError::Unauthorized)?;
+            core(req)?.verify_access_token(&token, DIALECT).map_err(|_| ApiError::Unauthorized)
+        })();
+        std::future::ready(claims.map(Authenticated))
+    }
+}

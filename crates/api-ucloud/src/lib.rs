@@ -1,0 +1,82 @@
+//! The UCloud dialect: UCloud's `/auth/...` two-factor API over twofa-core.
+//! Wire contract: shared/dialects/ucloud.md (the Kotlin service's status codes and
+//! `{"why","errorCode"}` errors, with replay, reuse and brute force fixed).
+
+mod admin;
+pub mod error;
+mod extract;
+mod login;
+mod tokens;
+mod twofactor;
+pub mod wire;
+
+use actix_web::web;
+use twofa_core::Core;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+pub const DIALECT: &str = "ucloud";
+
+/// Settings of this dialect.
+#[derive(Debug, Clone)]
+pub struct UcloudSettings {
+    /// Issuer in otpauth URIs (the name authenticator apps show).
+    pub issuer: String,
+    /// Mark cookies `Secure` (behind HTTPS).
+    pub secure_cookies: bool,
+    pub max_body_bytes: usize,
+}
+
+impl Default for UcloudSettings {
+    fn default() -> Self {
+        UcloudSettings { issuer: "UCloud".into(), secure_cookies: false, max_body_bytes: 64 * 1024 }
+    }
+}
+
+/// Mounts the dialect's routes (at the root, as UCloud serves them).
+pub fn configure(core: Core, settings: UcloudSettings) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(web::Data::new(core))
+            .app_data(web::Data::new(settings))
+            .service(login::login)
+            .service(twofactor::status)
+            .service(twofactor::create_credentials)
+            .service(twofactor::answer_challenge)
+            .service(tokens::refresh)
+            .service(tokens::refresh_web)
+            .service(tokens::logout)
+            .service(tokens::logout_web)
+            .service(admin::reset_mfa);
+    }
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// The OpenAPI document of this dialect.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "twofa: UCloud dialect", description = "UCloud's two-factor authentication API (auth.twofactor) and the login calls it depends on."),
+    paths(
+        login::login,
+        twofactor::status,
+        twofactor::create_credentials,
+        twofactor::answer_challenge,
+        tokens::refresh,
+        tokens::refresh_web,
+        tokens::logout,
+        tokens::logout_web,
+        admin::reset_mfa,
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct UcloudApi;

@@ -1,0 +1,116 @@
+//! Access tokens, refresh and logout.
+
+use actix_web::cookie::{Cookie, SameSite};
+use actix_web::{post, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
+use twofa_core::{CoreError, Session};
+
+use crate::error::{ApiError, CommonErrorMessage};
+use crate::extract::{bearer, core, origin};
+use crate::wire::{AccessAndCsrfResponse, AccessTokenResponse};
+use crate::DIALECT;
+
+const CSRF_HEADER: &str = "X-CSRFToken";
+
+/// A UCloud access token: the core claims plus the ones UCloud clients read.
+pub(crate) fn access_token(req: &HttpRequest, session: &Session) -> Result<String, ApiError> {
+    let mut extra = Map::new();
+    extra.insert("role".into(), json!(if session.user.is_admin { "ADMIN" } else { "USER" }));
+    extra.insert("principalType".into(), json!("password"));
+    extra.insert("twoFactorAuthentication".into(), Value::Bool(session.mfa));
+    extra.insert("publicSessionReference".into(), json!(session.id));
+    Ok(core(req)?.access_token(session, DIALECT, extra)?)
+}
+
+fn invalid_token(e: CoreError) -> ApiError {
+    match e {
+        CoreError::InvalidToken => ApiError::InvalidToken,
+        other => other.into(),
+    }
+}
+
+fn refresh_cookie(req: &HttpRequest) -> Option<String> {
+    req.cookie("refreshToken").map(|c| c.value().to_string()).filter(|v| !v.is_empty())
+}
+
+fn csrf_header(req: &HttpRequest) -> Option<String> {
+    req.headers().get(CSRF_HEADER)?.to_str().ok().map(str::to_string)
+}
+
+fn cleared_cookie() -> Cookie<'static> {
+    let mut cookie = Cookie::build("refreshToken", "").path("/").http_only(true).same_site(SameSite::Strict).finish();
+    cookie.make_removal();
+    cookie
+}
+
+/// A new access token for the refresh token given as bearer.
+#[utoipa::path(
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, body = AccessTokenResponse),
+        (status = 401, description = "Invalid refresh token", body = CommonErrorMessage),
+    )
+)]
+#[post("/auth/refresh")]
+pub async fn refresh(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let token = bearer(&req).ok_or(ApiError::InvalidToken)?;
+    let session = core(&req)?.refresh_session(origin(&req), token, None).await.map_err(invalid_token)?;
+    Ok(HttpResponse::Ok().json(AccessTokenResponse { access_token: access_token(&req, &session)? }))
+}
+
+/// A new access token and CSRF token for the `refreshToken` cookie and `X-CSRFToken`.
+#[utoipa::path(
+    tag = "auth",
+    params(("X-CSRFToken" = String, Header, description = "The CSRF token from login or the last refresh")),
+    responses(
+        (status = 200, body = AccessAndCsrfResponse),
+        (status = 400, description = "Missing cookie or CSRF header", body = CommonErrorMessage),
+        (status = 401, description = "Invalid refresh or CSRF token", body = CommonErrorMessage),
+    )
+)]
+#[post("/auth/refresh/web")]
+pub async fn refresh_web(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let (token, csrf) = refresh_cookie(&req).zip(csrf_header(&req)).ok_or(ApiError::BadRequest)?;
+    let session = core(&req)?.refresh_session(origin(&req), token, Some(csrf)).await.map_err(invalid_token)?;
+    Ok(HttpResponse::Ok().json(AccessAndCsrfResponse {
+        access_token: access_token(&req, &session)?,
+        csrf_token: session.csrf_token.clone().unwrap_or_default(),
+    }))
+}
+
+/// Ends the session of the refresh token given as bearer.
+#[utoipa::path(
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 401, description = "Invalid refresh token", body = CommonErrorMessage),
+    )
+)]
+#[post("/auth/logout")]
+pub async fn logout(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let token = bearer(&req).ok_or(ApiError::InvalidToken)?;
+    core(&req)?.logout(origin(&req), token).await.map_err(invalid_token)?;
+    Ok(HttpResponse::NoContent().cookie(cleared_cookie()).finish())
+}
+
+/// Ends the session of the `refreshToken` cookie (with `X-CSRFToken`).
+#[utoipa::path(
+    tag = "auth",
+    params(("X-CSRFToken" = String, Header, description = "The current CSRF token")),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 400, description = "Missing cookie or CSRF header", body = CommonErrorMessage),
+        (status = 401, description = "Invalid refresh or CSRF token", body = CommonErrorMessage),
+    )
+)]
+#[post("/auth/logout/web")]
+pub async fn logout_web(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let (token, csrf) = refresh_cookie(&req).zip(csrf_header(&req)).ok_or(ApiError::BadRequest)?;
+    let core = core(&req)?;
+    // Checks the CSRF token before revoking.
+    core.refresh_session(origin(&req), token.clone(), Some(csrf)).await.map_err(invalid_token)?;
+    core.logout(origin(&req), token).await.map_err(invalid_token)?;
+    Ok(HttpResponse::NoContent().cookie(cleared_cookie()).finish())
+}

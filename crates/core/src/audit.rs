@@ -1,0 +1,73 @@
+//! The audit log: every enrollment, verification, failure, lockout, reset and login.
+
+use diesel::prelude::*;
+use serde::Serialize;
+
+use crate::db::schema::audit_log;
+use crate::db::DbConnection;
+use crate::{Core, CoreResult, Inner, Origin};
+
+#[derive(Debug, Clone, Serialize, Queryable)]
+pub struct AuditEvent {
+    pub id: i64,
+    pub at: i64,
+    pub event: String,
+    pub user_id: Option<String>,
+    pub username: Option<String>,
+    pub dialect: String,
+    pub ip: Option<String>,
+    pub detail: Option<String>,
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = audit_log)]
+struct NewEvent<'a> {
+    at: i64,
+    event: &'a str,
+    user_id: Option<&'a str>,
+    username: Option<&'a str>,
+    dialect: &'a str,
+    ip: Option<&'a str>,
+    detail: Option<&'a str>,
+}
+
+/// Who an event is about.
+pub(crate) type Subject<'a> = Option<(&'a str, &'a str)>;
+
+/// Writes one event. Never given a secret: details name outcomes, not codes.
+pub(crate) fn record(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    origin: &Origin,
+    event: &str,
+    subject: Subject<'_>,
+    detail: Option<&str>,
+) -> CoreResult<()> {
+    diesel::insert_into(audit_log::table)
+        .values(NewEvent {
+            at: inner.now(),
+            event,
+            user_id: subject.map(|s| s.0),
+            username: subject.map(|s| s.1),
+            dialect: &origin.dialect,
+            ip: origin.ip.as_deref(),
+            detail,
+        })
+        .execute(conn)?;
+    tracing::info!(event, user = subject.map(|s| s.1), dialect = %origin.dialect, ip = origin.ip.as_deref(), detail, "audit");
+    Ok(())
+}
+
+impl Core {
+    /// The newest events first, optionally for one username.
+    pub async fn audit_events(&self, username: Option<String>, limit: i64) -> CoreResult<Vec<AuditEvent>> {
+        self.run(move |_, conn| {
+            let mut query = audit_log::table.order(audit_log::id.desc()).limit(limit).into_boxed();
+            if let Some(name) = username {
+                query = query.filter(audit_log::username.eq(name));
+            }
+            Ok(query.load(conn)?)
+        })
+        .await
+    }
+}

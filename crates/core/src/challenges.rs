@@ -1,0 +1,292 @@
+//! TOTP enrollment and the challenges that complete a setup or a login.
+//!
+//! Answering a challenge is a read (no lock: the TOTP check is CPU work) followed by one
+//! write transaction of conditional UPDATEs. `used = FALSE` makes a challenge single-use
+//! and `last_step < step` makes a code single-use, atomically, on both backends: of two
+//! concurrent answers with the same code exactly one updates a row.
+
+use diesel::prelude::*;
+
+use crate::audit;
+use crate::crypto::hash_token;
+use crate::db::schema::{challenges, totp_factors, users};
+use crate::db::{write_tx, DbConnection};
+use crate::random::{random_hex, random_uuid};
+use crate::sessions::{self, Session};
+use crate::throttle::{self, CODES};
+use crate::totp;
+use crate::users::{find_by_id, find_by_username, require_admin, UserRow};
+use crate::{Actor, Core, CoreError, CoreResult, Inner, Origin, User};
+
+const SETUP: &str = "setup";
+const LOGIN: &str = "login";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorState {
+    None,
+    Pending,
+    Active,
+}
+
+/// What a user needs to add the authenticator: show `qr_png_data_uri` or `secret`,
+/// then answer `challenge_id` with a code.
+#[derive(Debug, Clone)]
+pub struct TotpSetup {
+    pub secret_base32: String,
+    pub otpauth_uri: String,
+    pub qr_png_data_uri: String,
+    pub challenge_id: String,
+}
+
+/// The result of a password login.
+#[derive(Debug, Clone)]
+pub enum LoginStep {
+    /// No second factor: signed in.
+    Complete(Session),
+    /// A second factor is needed: answer this login challenge.
+    SecondFactor { user: User, challenge_id: String },
+}
+
+#[derive(Debug, Clone)]
+pub enum ChallengeOutcome {
+    /// The authenticator is now active.
+    SetupCompleted { user: User },
+    /// The login is complete.
+    LoggedIn { session: Session, service: Option<String> },
+}
+
+#[derive(Queryable)]
+struct PendingChallenge {
+    kind: String,
+    dialect: String,
+    service: Option<String>,
+    factor_id: String,
+    expires_at: i64,
+    used: bool,
+    secret_sealed: Vec<u8>,
+    active: bool,
+}
+
+fn factor_state(conn: &mut DbConnection, user_id: &str) -> CoreResult<FactorState> {
+    let active: Option<bool> = totp_factors::table
+        .filter(totp_factors::user_id.eq(user_id))
+        .select(totp_factors::active)
+        .first(conn)
+        .optional()?;
+    Ok(match active {
+        None => FactorState::None,
+        Some(false) => FactorState::Pending,
+        Some(true) => FactorState::Active,
+    })
+}
+
+/// Stores a challenge and returns its id; only the id's hash is kept.
+fn insert_challenge(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    kind: &str,
+    user_id: &str,
+    factor_id: &str,
+    origin: &Origin,
+    service: Option<&str>,
+) -> CoreResult<String> {
+    let id = random_uuid(inner.rng());
+    let now = inner.now();
+    diesel::insert_into(challenges::table)
+        .values((
+            challenges::id_hash.eq(hash_token(&id)),
+            challenges::kind.eq(kind),
+            challenges::user_id.eq(user_id),
+            challenges::factor_id.eq(factor_id),
+            challenges::dialect.eq(&origin.dialect),
+            challenges::service.eq(service),
+            challenges::created_at.eq(now),
+            challenges::expires_at.eq(now + inner.cfg.challenge_ttl),
+            challenges::used.eq(false),
+        ))
+        .execute(conn)?;
+    Ok(id)
+}
+
+/// Counts a wrong (or replayed) code against the user and audits it.
+fn record_code_failure(inner: &Inner, conn: &mut DbConnection, origin: &Origin, user: &UserRow, why: &str) -> CoreResult<()> {
+    write_tx(conn, |conn| {
+        let locked = throttle::record_failure(conn, &CODES, &throttle::codes_key(&user.id), inner.now())?;
+        let subject = Some((user.id.as_str(), user.username.as_str()));
+        audit::record(inner, conn, origin, "code.rejected", subject, Some(why))?;
+        if let Some(until) = locked {
+            audit::record(inner, conn, origin, "code.locked", subject, Some(&format!("until {until}")))?;
+        }
+        Ok(())
+    })
+}
+
+impl Core {
+    pub async fn totp_state(&self, user_id: String) -> CoreResult<FactorState> {
+        self.run(move |_, conn| factor_state(conn, &user_id)).await
+    }
+
+    /// Starts (or restarts) authenticator setup: a fresh pending secret replaces any
+    /// earlier unconfirmed one, together with its challenges.
+    pub async fn begin_totp_setup(&self, origin: Origin, user_id: String, issuer: String) -> CoreResult<TotpSetup> {
+        let (user, secret, challenge_id) = self
+            .run(move |inner, conn| {
+                let secret = totp::generate_secret(inner.rng());
+                let factor_id = random_hex(inner.rng(), 16);
+                let sealed = inner.secrets.seal(inner.rng(), &factor_id, &secret);
+                write_tx(conn, |conn| {
+                    let user = find_by_id(conn, &user_id)?.ok_or(CoreError::UserNotFound)?;
+                    if factor_state(conn, &user.id)? == FactorState::Active {
+                        return Err(CoreError::AlreadyBound);
+                    }
+                    diesel::delete(totp_factors::table.filter(totp_factors::user_id.eq(&user.id))).execute(conn)?;
+                    diesel::insert_into(totp_factors::table)
+                        .values((
+                            totp_factors::id.eq(&factor_id),
+                            totp_factors::user_id.eq(&user.id),
+                            totp_factors::secret_sealed.eq(&sealed),
+                            totp_factors::active.eq(false),
+                            totp_factors::last_step.eq(-1i64),
+                            totp_factors::created_at.eq(inner.now()),
+                        ))
+                        .execute(conn)?;
+                    let challenge = insert_challenge(inner, conn, SETUP, &user.id, &factor_id, &origin, None)?;
+                    audit::record(inner, conn, &origin, "totp.setup_started", Some((&user.id, &user.username)), None)?;
+                    Ok((User::from(user), secret, challenge))
+                })
+            })
+            .await?;
+        // Rendering the QR code is CPU work: keep it out of the write transaction.
+        let otpauth_uri = totp::otpauth_uri(&issuer, &user.username, &secret);
+        Ok(TotpSetup {
+            secret_base32: totp::secret_to_base32(&secret),
+            qr_png_data_uri: totp::qr_png_data_uri(&otpauth_uri)?,
+            otpauth_uri,
+            challenge_id,
+        })
+    }
+
+    /// Password login. A user with an active second factor gets a login challenge
+    /// instead of a session, whatever the dialect.
+    pub async fn password_login(&self, origin: Origin, username: String, password: String, service: Option<String>) -> CoreResult<LoginStep> {
+        self.run(move |inner, conn| {
+            let user = Core::authenticate(inner, conn, &origin, &username, &password)?;
+            let factor: Option<String> = totp_factors::table
+                .filter(totp_factors::user_id.eq(&user.id))
+                .filter(totp_factors::active.eq(true))
+                .select(totp_factors::id)
+                .first(conn)
+                .optional()?;
+            write_tx(conn, |conn| match factor {
+                Some(factor_id) => {
+                    let challenge_id = insert_challenge(inner, conn, LOGIN, &user.id, &factor_id, &origin, service.as_deref())?;
+                    Ok(LoginStep::SecondFactor { user, challenge_id })
+                }
+                None => Ok(LoginStep::Complete(sessions::create(inner, conn, &origin, user, false)?)),
+            })
+        })
+        .await
+    }
+
+    /// Answers a setup or login challenge with a TOTP code.
+    pub async fn answer_challenge(&self, origin: Origin, challenge_id: String, code: String) -> CoreResult<ChallengeOutcome> {
+        self.run(move |inner, conn| {
+            let id_hash = hash_token(&challenge_id);
+            let now = inner.now();
+            let found: Option<(PendingChallenge, UserRow)> = challenges::table
+                .inner_join(totp_factors::table)
+                .inner_join(users::table)
+                .filter(challenges::id_hash.eq(&id_hash))
+                .select((
+                    (
+                        challenges::kind,
+                        challenges::dialect,
+                        challenges::service,
+                        challenges::factor_id,
+                        challenges::expires_at,
+                        challenges::used,
+                        totp_factors::secret_sealed,
+                        totp_factors::active,
+                    ),
+                    UserRow::as_select(),
+                ))
+                .first(conn)
+                .optional()?;
+            let (challenge, user) = match found {
+                // A challenge is answered through the dialect that issued it.
+                Some((c, u)) if !c.used && c.expires_at > now && !u.disabled && c.dialect == origin.dialect => (c, u),
+                _ => return Err(CoreError::InvalidChallenge),
+            };
+            let setup = challenge.kind == SETUP;
+            if setup && challenge.active {
+                return Err(CoreError::AlreadyBound);
+            }
+            throttle::check(conn, &throttle::codes_key(&user.id), now)?;
+
+            let secret = inner.secrets.open(&challenge.factor_id, &challenge.secret_sealed)?;
+            let Some(step) = totp::matching_step(&secret, &code, now)? else {
+                record_code_failure(inner, conn, &origin, &user, "wrong code")?;
+                return Err(CoreError::IncorrectCode);
+            };
+
+            let outcome = write_tx(conn, |conn| {
+                let claimed = diesel::update(
+                    challenges::table
+                        .filter(challenges::id_hash.eq(&id_hash))
+                        .filter(challenges::used.eq(false))
+                        .filter(challenges::expires_at.gt(now)),
+                )
+                .set(challenges::used.eq(true))
+                .execute(conn)?;
+                if claimed != 1 {
+                    return Err(CoreError::InvalidChallenge);
+                }
+                let factor = totp_factors::table
+                    .filter(totp_factors::id.eq(&challenge.factor_id))
+                    .filter(totp_factors::active.eq(!setup))
+                    .filter(totp_factors::last_step.lt(step));
+                let advanced = if setup {
+                    diesel::update(factor)
+                        .set((totp_factors::active.eq(true), totp_factors::activated_at.eq(now), totp_factors::last_step.eq(step)))
+                        .execute(conn)?
+                } else {
+                    diesel::update(factor).set(totp_factors::last_step.eq(step)).execute(conn)?
+                };
+                if advanced != 1 {
+                    // The code's step was already used: a replay.
+                    return Err(CoreError::IncorrectCode);
+                }
+                throttle::clear(conn, &throttle::codes_key(&user.id))?;
+                let subject = Some((user.id.as_str(), user.username.as_str()));
+                audit::record(inner, conn, &origin, "code.accepted", subject, Some(&challenge.kind))?;
+                if setup {
+                    audit::record(inner, conn, &origin, "totp.enrolled", subject, None)?;
+                    Ok(ChallengeOutcome::SetupCompleted { user: user.clone().into() })
+                } else {
+                    let session = sessions::create(inner, conn, &origin, user.clone().into(), true)?;
+                    Ok(ChallengeOutcome::LoggedIn { session, service: challenge.service.clone() })
+                }
+            });
+            if let Err(CoreError::IncorrectCode) = outcome {
+                record_code_failure(inner, conn, &origin, &user, "code already used")?;
+            }
+            outcome
+        })
+        .await
+    }
+
+    /// Removes every second factor of `username` (and its challenges and code
+    /// failures), so the user can enroll again.
+    pub async fn reset_second_factors(&self, origin: Origin, actor: Actor, username: String) -> CoreResult<()> {
+        self.run(move |inner, conn| {
+            write_tx(conn, |conn| {
+                require_admin(conn, &actor)?;
+                let user = find_by_username(conn, &username)?.ok_or(CoreError::UserNotFound)?;
+                diesel::delete(totp_factors::table.filter(totp_factors::user_id.eq(&user.id))).execute(conn)?;
+                throttle::clear(conn, &throttle::codes_key(&user.id))?;
+                audit::record(inner, conn, &origin, "factors.reset", Some((&user.id, &user.username)), None)
+            })
+        })
+        .await
+    }
+}

@@ -1,0 +1,112 @@
+//! Storage: one diesel `MultiConnection` over SQLite (embedded default) and PostgreSQL,
+//! pooled with r2d2. The backend is chosen by the URL scheme.
+
+pub mod schema;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::error::CoreError;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub type DbPool = Pool<ConnectionManager<DbConnection>>;
+pub type PooledDb = PooledConnection<ConnectionManager<DbConnection>>;
+
+/// Which backend a database URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Backend {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+/// Per-connection settings: SQLite needs WAL, foreign keys and a busy timeout on every
+/// connection, since they are connection-scoped pragmas.
+#[derive(Debug)]
+struct ConnectionSetup;
+
+impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for ConnectionSetup {
+    fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
+        if let DbConnection::Sqlite(c) = conn {
+            c.batch_execute(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+            )
+            .map_err(diesel::r2d2::Error::QueryError)?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens a pool on `url` (a `postgres://` URL, or a SQLite file path or `sqlite://` URL)
+/// and runs the embedded migrations.
+pub fn connect(url: &str, max_size: u32) -> Result<DbPool, CoreError> {
+    let target = url.strip_prefix("sqlite://").unwrap_or(url);
+    let pool = Pool::builder()
+        .max_size(max_size)
+        .connection_customizer(Box::new(ConnectionSetup))
+        .build(ConnectionManager::<DbConnection>::new(target))
+        .map_err(|e| CoreError::Storage(format!("cannot open database: {e}")))?;
+    let mut conn = pool.get()?;
+    migrate(&mut conn)?;
+    Ok(pool)
+}
+
+fn migrate(conn: &mut DbConnection) -> Result<(), CoreError> {
+    let result = match conn {
+        DbConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
+        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+    };
+    result.map_err(|e| CoreError::Storage(format!("migration failed: {e}")))
+}
+
+/// Runs `f` in a write transaction. SQLite gets `BEGIN IMMEDIATE` so that a transaction
+/// which reads before it writes takes the write lock up front instead of failing with
+/// SQLITE_BUSY when it upgrades; PostgreSQL uses row locks from conditional UPDATEs.
+pub fn write_tx<T>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, CoreError>,
+) -> Result<T, CoreError> {
+    let begin = match conn {
+        DbConnection::Sqlite(_) => "BEGIN IMMEDIATE",
+        DbConnection::Postgresql(_) => "BEGIN",
+    };
+    conn.batch_execute(begin)?;
+    // A panic must not hand a connection with an open transaction back to the pool.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
+    match outcome {
+        Ok(Ok(value)) => {
+            conn.batch_execute("COMMIT")?;
+            Ok(value)
+        }
+        Ok(Err(e)) => {
+            // The original error matters more than a failed rollback.
+            let _ = conn.batch_execute("ROLLBACK");
+            Err(e)
+        }
+        Err(panic) => {
+            let _ = conn.batch_execute("ROLLBACK");
+            std::panic::resume_unwind(panic)
+        }
+    }
+}

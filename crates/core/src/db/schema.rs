@@ -1,0 +1,85 @@
+//! Diesel table definitions; one schema for both backends (see migrations/).
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        username -> Text,
+        email -> Nullable<Text>,
+        email_confirmed -> Bool,
+        phone -> Nullable<Text>,
+        phone_confirmed -> Bool,
+        password_hash -> Nullable<Text>,
+        is_admin -> Bool,
+        disabled -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    totp_factors (id) {
+        id -> Text,
+        user_id -> Text,
+        secret_sealed -> Binary,
+        active -> Bool,
+        last_step -> BigInt,
+        created_at -> BigInt,
+        activated_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    challenges (id_hash) {
+        id_hash -> Text,
+        kind -> Text,
+        user_id -> Text,
+        factor_id -> Text,
+        dialect -> Text,
+        service -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used -> Bool,
+    }
+}
+
+diesel::table! {
+    throttles (key) {
+        key -> Text,
+        failures -> Integer,
+        window_start -> BigInt,
+        lockouts -> Integer,
+        locked_until -> BigInt,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        dialect -> Text,
+        refresh_hash -> Text,
+        csrf_hash -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        revoked -> Bool,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at -> BigInt,
+        event -> Text,
+        user_id -> Nullable<Text>,
+        username -> Nullable<Text>,
+        dialect -> Text,
+        ip -> Nullable<Text>,
+        detail -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(totp_factors -> users (user_id));
+diesel::joinable!(challenges -> users (user_id));
+diesel::joinable!(challenges -> totp_factors (factor_id));
+diesel::joinable!(sessions -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(users, totp_factors, challenges, throttles, sessions, audit_log);

@@ -1,0 +1,148 @@
+//! twofa-core: the domain of the twofa server. Users, second factors, challenges,
+//! brute-force limits, sessions and the audit log, over SQLite or PostgreSQL.
+//! No HTTP here: dialect crates translate wire formats into calls on [`Core`].
+
+pub mod audit;
+pub mod challenges;
+pub mod clock;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod random;
+pub mod sessions;
+pub mod throttle;
+pub mod totp;
+pub mod users;
+
+use std::sync::Arc;
+
+pub use audit::AuditEvent;
+pub use challenges::{ChallengeOutcome, FactorState, LoginStep, TotpSetup};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{CoreError, CoreResult};
+pub use random::{OsRandom, RandomSource, SeededRandom};
+pub use sessions::{AccessClaims, Session};
+pub use users::{Actor, NewUser, User};
+
+use crypto::SecretBox;
+use db::{Backend, DbConnection, DbPool};
+
+/// Settings of the core, filled in by the server from its configuration.
+#[derive(Clone)]
+pub struct CoreConfig {
+    pub database_url: String,
+    pub pool_size: u32,
+    /// AES-256-GCM key for secrets at rest. Never stored in the database.
+    pub master_key: [u8; 32],
+    /// HS256 key for access tokens.
+    pub jwt_key: Vec<u8>,
+    pub jwt_issuer: String,
+    pub access_token_ttl: i64,
+    pub refresh_token_ttl: i64,
+    pub challenge_ttl: i64,
+}
+
+impl CoreConfig {
+    /// Defaults for everything but the database and keys.
+    pub fn new(database_url: impl Into<String>, master_key: [u8; 32], jwt_key: Vec<u8>) -> Self {
+        CoreConfig {
+            database_url: database_url.into(),
+            pool_size: 16,
+            master_key,
+            jwt_key,
+            jwt_issuer: "twofa".into(),
+            access_token_ttl: 600,
+            refresh_token_ttl: 30 * 24 * 3600,
+            challenge_ttl: 600,
+        }
+    }
+}
+
+/// Where a request came from, for the audit log.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub dialect: String,
+    pub ip: Option<String>,
+}
+
+impl Origin {
+    pub fn new(dialect: impl Into<String>, ip: Option<String>) -> Self {
+        Origin { dialect: dialect.into(), ip }
+    }
+}
+
+/// The domain service. Cheap to clone; every method that touches the database runs it
+/// on tokio's blocking pool, so async callers (actix workers) are never blocked.
+#[derive(Clone)]
+pub struct Core {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) pool: DbPool,
+    pub(crate) backend: Backend,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) rng: Arc<dyn RandomSource>,
+    pub(crate) secrets: SecretBox,
+    pub(crate) jwt: sessions::JwtKeys,
+    pub(crate) cfg: CoreConfig,
+}
+
+impl Inner {
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now()
+    }
+    pub(crate) fn rng(&self) -> &dyn RandomSource {
+        &*self.rng
+    }
+}
+
+impl Core {
+    /// Connects, migrates and returns the service.
+    pub fn open(cfg: CoreConfig, clock: Arc<dyn Clock>, rng: Arc<dyn RandomSource>) -> CoreResult<Core> {
+        let pool = db::connect(&cfg.database_url, cfg.pool_size)?;
+        Ok(Core {
+            inner: Arc::new(Inner {
+                pool,
+                backend: Backend::of_url(&cfg.database_url),
+                clock,
+                rng,
+                secrets: SecretBox::new(&cfg.master_key),
+                jwt: sessions::JwtKeys::new(&cfg.jwt_key),
+                cfg,
+            }),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    pub fn now(&self) -> i64 {
+        self.inner.now()
+    }
+
+    /// Runs blocking database work off the async threads.
+    pub(crate) async fn run<T, F>(&self, f: F) -> CoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, &mut DbConnection) -> CoreResult<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.pool.get()?;
+            f(&inner, &mut conn)
+        })
+        .await
+        .map_err(|e| CoreError::Internal(format!("blocking task failed: {e}")))?
+    }
+
+    /// Checks that the database answers (for /healthz).
+    pub async fn ping(&self) -> CoreResult<()> {
+        self.run(|_, conn| {
+            use diesel::connection::SimpleConnection;
+            conn.batch_execute("SELECT 1").map_err(CoreError::from)
+        })
+        .await
+    }
+}

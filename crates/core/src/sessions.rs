@@ -1,0 +1,190 @@
+//! Sessions: JWT access tokens (HS256), refresh tokens and CSRF tokens stored hashed.
+
+use diesel::prelude::*;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::audit;
+use crate::crypto::hash_token;
+use crate::db::schema::{sessions, totp_factors, users};
+use crate::db::{write_tx, DbConnection};
+use crate::random::random_hex;
+use crate::users::UserRow;
+use crate::{Core, CoreError, CoreResult, Inner, Origin, User};
+
+pub(crate) struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl JwtKeys {
+    pub(crate) fn new(key: &[u8]) -> Self {
+        JwtKeys { encoding: EncodingKey::from_secret(key), decoding: DecodingKey::from_secret(key) }
+    }
+}
+
+/// A signed-in session as returned at login and refresh. The plaintext tokens exist
+/// only here; the database holds their hashes.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id: String,
+    pub user: User,
+    /// Whether the user has an active second factor.
+    pub mfa: bool,
+    pub refresh_token: String,
+    /// Present when the session was created or its CSRF token rotated.
+    pub csrf_token: Option<String>,
+    pub expires_at: i64,
+}
+
+/// Claims of every access token. Dialects add their own in `extra`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub sub: String,
+    pub uid: String,
+    pub sid: String,
+    pub dialect: String,
+    pub iss: String,
+    pub iat: i64,
+    pub exp: i64,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Queryable)]
+struct SessionRow {
+    id: String,
+    dialect: String,
+    csrf_hash: Option<String>,
+    expires_at: i64,
+    revoked: bool,
+}
+
+pub(crate) fn has_active_factor(conn: &mut DbConnection, user_id: &str) -> CoreResult<bool> {
+    let n: i64 = totp_factors::table
+        .filter(totp_factors::user_id.eq(user_id))
+        .filter(totp_factors::active.eq(true))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
+/// Creates a session row; call inside the write transaction that completed the login.
+pub(crate) fn create(inner: &Inner, conn: &mut DbConnection, origin: &Origin, user: User, mfa: bool) -> CoreResult<Session> {
+    let now = inner.now();
+    let session = Session {
+        id: random_hex(inner.rng(), 16),
+        user,
+        mfa,
+        refresh_token: random_hex(inner.rng(), 32),
+        csrf_token: Some(random_hex(inner.rng(), 32)),
+        expires_at: now + inner.cfg.refresh_token_ttl,
+    };
+    diesel::insert_into(sessions::table)
+        .values((
+            sessions::id.eq(&session.id),
+            sessions::user_id.eq(&session.user.id),
+            sessions::dialect.eq(&origin.dialect),
+            sessions::refresh_hash.eq(hash_token(&session.refresh_token)),
+            sessions::csrf_hash.eq(session.csrf_token.as_deref().map(hash_token)),
+            sessions::created_at.eq(now),
+            sessions::expires_at.eq(session.expires_at),
+            sessions::revoked.eq(false),
+        ))
+        .execute(conn)?;
+    audit::record(inner, conn, origin, "login", session.user.subject(), Some(if mfa { "two factors" } else { "password only" }))?;
+    Ok(session)
+}
+
+/// Looks up a live session of `dialect` by its refresh token.
+fn live_session(inner: &Inner, conn: &mut DbConnection, dialect: &str, refresh_token: &str) -> CoreResult<(SessionRow, UserRow)> {
+    let found: Option<(SessionRow, UserRow)> = sessions::table
+        .inner_join(users::table)
+        .filter(sessions::refresh_hash.eq(hash_token(refresh_token)))
+        .select((
+            (sessions::id, sessions::dialect, sessions::csrf_hash, sessions::expires_at, sessions::revoked),
+            UserRow::as_select(),
+        ))
+        .first(conn)
+        .optional()?;
+    match found {
+        Some((s, u)) if s.dialect == dialect && !s.revoked && s.expires_at > inner.now() && !u.disabled => Ok((s, u)),
+        _ => Err(CoreError::InvalidToken),
+    }
+}
+
+impl Core {
+    /// Signs an access token for `session` with the dialect's extra claims.
+    pub fn access_token(&self, session: &Session, dialect: &str, extra: serde_json::Map<String, serde_json::Value>) -> CoreResult<String> {
+        let now = self.inner.now();
+        let claims = AccessClaims {
+            sub: session.user.username.clone(),
+            uid: session.user.id.clone(),
+            sid: session.id.clone(),
+            dialect: dialect.to_string(),
+            iss: self.inner.cfg.jwt_issuer.clone(),
+            iat: now,
+            exp: now + self.inner.cfg.access_token_ttl,
+            extra,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.inner.jwt.encoding)
+            .map_err(|e| CoreError::Internal(format!("signing token: {e}")))
+    }
+
+    /// Verifies an access token of `dialect` against the core clock.
+    pub fn verify_access_token(&self, token: &str, dialect: &str) -> CoreResult<AccessClaims> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Expiry is checked below against the injected clock, not the system clock.
+        validation.validate_exp = false;
+        validation.required_spec_claims.clear();
+        validation.set_issuer(&[&self.inner.cfg.jwt_issuer]);
+        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.inner.jwt.decoding, &validation)
+            .map_err(|_| CoreError::InvalidToken)?;
+        let claims = data.claims;
+        if claims.exp <= self.inner.now() || claims.dialect != dialect {
+            return Err(CoreError::InvalidToken);
+        }
+        Ok(claims)
+    }
+
+    /// Looks up the session behind a refresh token. With `csrf`, the CSRF token must
+    /// match (constant time) and is rotated.
+    pub async fn refresh_session(&self, origin: Origin, refresh_token: String, csrf: Option<String>) -> CoreResult<Session> {
+        self.run(move |inner, conn| {
+            let (row, user) = live_session(inner, conn, &origin.dialect, &refresh_token)?;
+            let mut csrf_token = None;
+            if let Some(given) = csrf {
+                let expected = row.csrf_hash.as_deref().unwrap_or("");
+                if !bool::from(hash_token(&given).as_bytes().ct_eq(expected.as_bytes())) {
+                    return Err(CoreError::InvalidToken);
+                }
+                let fresh = random_hex(inner.rng(), 32);
+                diesel::update(sessions::table.find(&row.id))
+                    .set(sessions::csrf_hash.eq(hash_token(&fresh)))
+                    .execute(conn)?;
+                csrf_token = Some(fresh);
+            }
+            let mfa = has_active_factor(conn, &user.id)?;
+            Ok(Session { id: row.id, user: user.into(), mfa, refresh_token, csrf_token, expires_at: row.expires_at })
+        })
+        .await
+    }
+
+    /// Revokes the session behind a refresh token.
+    pub async fn logout(&self, origin: Origin, refresh_token: String) -> CoreResult<()> {
+        self.run(move |inner, conn| {
+            let (row, user) = live_session(inner, conn, &origin.dialect, &refresh_token)?;
+            write_tx(conn, |conn| {
+                diesel::update(sessions::table.find(&row.id)).set(sessions::revoked.eq(true)).execute(conn)?;
+                audit::record(inner, conn, &origin, "logout", Some((&user.id, &user.username)), None)
+            })
+        })
+        .await
+    }
+
+    /// Whether the user has an active second factor.
+    pub async fn has_active_factor(&self, user_id: String) -> CoreResult<bool> {
+        self.run(move |_, conn| has_active_factor(conn, &user_id)).await
+    }
+}
