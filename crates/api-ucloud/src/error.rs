@@ -57,9 +57,10 @@ impl ResponseError for ApiError {
             | ApiError::TooLarge
             | ApiError::AlreadyBound
             | ApiError::UnknownUsername => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized | ApiError::InvalidToken | ApiError::InvalidCredentials | ApiError::IncorrectCode => {
-                StatusCode::UNAUTHORIZED
-            }
+            ApiError::Unauthorized
+            | ApiError::InvalidToken
+            | ApiError::InvalidCredentials
+            | ApiError::IncorrectCode => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -71,7 +72,10 @@ impl ResponseError for ApiError {
         if let ApiError::Locked { retry_after } = self {
             response.insert_header(("Retry-After", retry_after.to_string()));
         }
-        response.json(CommonErrorMessage { why: self.to_string(), error_code: None })
+        response.json(CommonErrorMessage {
+            why: self.to_string(),
+            error_code: None,
+        })
     }
 }
 

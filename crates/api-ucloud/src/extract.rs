@@ -16,11 +16,15 @@ use crate::{UcloudSettings, DIALECT};
 type Boxed<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
 
 pub(crate) fn core(req: &HttpRequest) -> Result<Core, ApiError> {
-    req.app_data::<web::Data<Core>>().map(|c| c.get_ref().clone()).ok_or(ApiError::Internal)
+    req.app_data::<web::Data<Core>>()
+        .map(|c| c.get_ref().clone())
+        .ok_or(ApiError::Internal)
 }
 
 pub(crate) fn settings(req: &HttpRequest) -> UcloudSettings {
-    req.app_data::<web::Data<UcloudSettings>>().map(|s| s.get_ref().clone()).unwrap_or_default()
+    req.app_data::<web::Data<UcloudSettings>>()
+        .map(|s| s.get_ref().clone())
+        .unwrap_or_default()
 }
 
 /// The audit origin: this dialect and the peer address (not a forwarded header,
@@ -32,7 +36,9 @@ pub(crate) fn origin(req: &HttpRequest) -> Origin {
 pub(crate) fn bearer(req: &HttpRequest) -> Option<String> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_string())
 }
 
 /// Reads the whole body, refusing more than the configured limit.
@@ -64,7 +70,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Err(ApiError::NoBody);
             }
-            serde_json::from_slice(&body).map(JsonBody).map_err(|_| ApiError::WrongType)
+            serde_json::from_slice(&body)
+                .map(JsonBody)
+                .map_err(|_| ApiError::WrongType)
         })
     }
 }
@@ -88,29 +96,43 @@ impl<T: DeserializeOwned + 'static> FromRequest for FormBody<T> {
         let payload = payload.take();
         Box::pin(async move {
             // Query parameters first; body fields of the same name win.
-            let mut fields: Vec<(String, String)> = serde_urlencoded::from_str(&query).unwrap_or_default();
+            let mut fields: Vec<(String, String)> =
+                serde_urlencoded::from_str(&query).unwrap_or_default();
             if is_multipart {
                 fields.extend(multipart_fields(Multipart::new(&headers, payload), limit).await?);
             } else {
                 let body = read_body(payload, limit).await?;
-                let parsed: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|_| ApiError::BadRequest)?;
+                let parsed: Vec<(String, String)> =
+                    serde_urlencoded::from_bytes(&body).map_err(|_| ApiError::BadRequest)?;
                 fields.extend(parsed);
             }
             let mut map = serde_json::Map::new();
             for (k, v) in fields {
                 map.insert(k, serde_json::Value::String(v));
             }
-            serde_json::from_value(serde_json::Value::Object(map)).map(FormBody).map_err(|_| ApiError::BadRequest)
+            serde_json::from_value(serde_json::Value::Object(map))
+                .map(FormBody)
+                .map_err(|_| ApiError::BadRequest)
         })
     }
 }
 
 /// The text fields of a multipart body, at most `limit` bytes in all.
-async fn multipart_fields(mut multipart: Multipart, limit: usize) -> Result<Vec<(String, String)>, ApiError> {
+async fn multipart_fields(
+    mut multipart: Multipart,
+    limit: usize,
+) -> Result<Vec<(String, String)>, ApiError> {
     let mut fields = Vec::new();
     let mut total = 0usize;
-    while let Some(mut field) = multipart.try_next().await.map_err(|_| ApiError::BadRequest)? {
-        let name = field.content_disposition().and_then(|cd| cd.get_name()).map(str::to_string);
+    while let Some(mut field) = multipart
+        .try_next()
+        .await
+        .map_err(|_| ApiError::BadRequest)?
+    {
+        let name = field
+            .content_disposition()
+            .and_then(|cd| cd.get_name())
+            .map(str::to_string);
         let mut value = Vec::new();
         while let Some(chunk) = field.try_next().await.map_err(|_| ApiError::BadRequest)? {
             total += chunk.len();
@@ -120,7 +142,10 @@ async fn multipart_fields(mut multipart: Multipart, limit: usize) -> Result<Vec<
             value.extend_from_slice(&chunk);
         }
         if let Some(name) = name {
-            fields.push((name, String::from_utf8(value).map_err(|_| ApiError::BadRequest)?));
+            fields.push((
+                name,
+                String::from_utf8(value).map_err(|_| ApiError::BadRequest)?,
+            ));
         }
     }
     Ok(fields)
@@ -136,7 +161,9 @@ impl FromRequest for Authenticated {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let claims = (|| {
             let token = bearer(req).ok_or(ApiError::Unauthorized)?;
-            core(req)?.verify_access_token(&token, DIALECT).map_err(|_| ApiError::Unauthorized)
+            core(req)?
+                .verify_access_token(&token, DIALECT)
+                .map_err(|_| ApiError::Unauthorized)
         })();
         std::future::ready(claims.map(Authenticated))
     }

@@ -29,7 +29,11 @@ pub struct UcloudSettings {
 
 impl Default for UcloudSettings {
     fn default() -> Self {
-        UcloudSettings { issuer: "UCloud".into(), secure_cookies: false, max_body_bytes: 64 * 1024 }
+        UcloudSettings {
+            issuer: "UCloud".into(),
+            secure_cookies: false,
+            max_body_bytes: 64 * 1024,
+        }
     }
 }
 
@@ -57,7 +61,12 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }

@@ -11,7 +11,6 @@ use crate::error::{ApiError, CommonErrorMessage};
 use crate::extract::{core, origin, settings, FormBody};
 use crate::wire::{LoginForm, LoginResponse, TwoFactorRequired};
 
-
 /// Services whose refresh token travels only in the HttpOnly cookie.
 const WEB_SERVICES: [&str; 2] = ["web", "dev-web"];
 /// Where browsers without `Accept: application/json` are sent to finish the login.
@@ -26,14 +25,21 @@ fn wants_json(req: &HttpRequest) -> bool {
 
 /// Browser flows: the state goes in the `authState` cookie the web client reads, and a
 /// page sends the browser on (a redirect would lose the cookies in Safari).
-fn browser_handoff<T: Serialize>(req: &HttpRequest, state: &T, extra: Option<Cookie<'static>>) -> HttpResponse {
+fn browser_handoff<T: Serialize>(
+    req: &HttpRequest,
+    state: &T,
+    extra: Option<Cookie<'static>>,
+) -> HttpResponse {
     let json = serde_json::to_string(state).unwrap_or_default();
-    let auth_state = Cookie::build("authState", utf8_percent_encode(&json, NON_ALPHANUMERIC).to_string())
-        .path("/")
-        .same_site(SameSite::Strict)
-        .secure(settings(req).secure_cookies)
-        .max_age(Duration::minutes(5))
-        .finish();
+    let auth_state = Cookie::build(
+        "authState",
+        utf8_percent_encode(&json, NON_ALPHANUMERIC).to_string(),
+    )
+    .path("/")
+    .same_site(SameSite::Strict)
+    .secure(settings(req).secure_cookies)
+    .max_age(Duration::minutes(5))
+    .finish();
     let mut response = HttpResponse::Ok();
     response.cookie(auth_state);
     if let Some(cookie) = extra {
@@ -46,14 +52,20 @@ fn browser_handoff<T: Serialize>(req: &HttpRequest, state: &T, extra: Option<Coo
 
 /// The response to a completed login (password without 2FA, or an answered login
 /// challenge): tokens, and the refresh token as an HttpOnly cookie.
-pub(crate) fn completed_login(req: &HttpRequest, session: &Session, service: Option<&str>) -> Result<HttpResponse, ApiError> {
+pub(crate) fn completed_login(
+    req: &HttpRequest,
+    session: &Session,
+    service: Option<&str>,
+) -> Result<HttpResponse, ApiError> {
     let access_token = crate::tokens::access_token(req, session)?;
     let cookie = Cookie::build("refreshToken", session.refresh_token.clone())
         .path("/")
         .http_only(true)
         .same_site(SameSite::Strict)
         .secure(settings(req).secure_cookies)
-        .max_age(Duration::seconds((session.expires_at - core(req)?.now()).max(0)))
+        .max_age(Duration::seconds(
+            (session.expires_at - core(req)?.now()).max(0),
+        ))
         .finish();
     let web = service.is_none_or(|s| WEB_SERVICES.contains(&s));
     let body = LoginResponse {
@@ -87,10 +99,21 @@ pub(crate) fn completed_login(req: &HttpRequest, session: &Session, service: Opt
     )
 )]
 #[post("/auth/login")]
-pub async fn login(req: HttpRequest, FormBody(form): FormBody<LoginForm>) -> Result<HttpResponse, ApiError> {
-    let service = form.service.filter(|s| !s.is_empty()).ok_or(ApiError::BadRequest)?;
+pub async fn login(
+    req: HttpRequest,
+    FormBody(form): FormBody<LoginForm>,
+) -> Result<HttpResponse, ApiError> {
+    let service = form
+        .service
+        .filter(|s| !s.is_empty())
+        .ok_or(ApiError::BadRequest)?;
     let step = core(&req)?
-        .password_login(origin(&req), form.username, form.password, Some(service.clone()))
+        .password_login(
+            origin(&req),
+            form.username,
+            form.password,
+            Some(service.clone()),
+        )
         .await?;
     match step {
         LoginStep::Complete(session) => completed_login(&req, &session, Some(&service)),
@@ -104,4 +127,3 @@ pub async fn login(req: HttpRequest, FormBody(form): FormBody<LoginForm>) -> Res
         }
     }
 }
-

@@ -15,7 +15,14 @@ const CSRF_HEADER: &str = "X-CSRFToken";
 /// A UCloud access token: the core claims plus the ones UCloud clients read.
 pub(crate) fn access_token(req: &HttpRequest, session: &Session) -> Result<String, ApiError> {
     let mut extra = Map::new();
-    extra.insert("role".into(), json!(if session.user.is_admin { "ADMIN" } else { "USER" }));
+    extra.insert(
+        "role".into(),
+        json!(if session.user.is_admin {
+            "ADMIN"
+        } else {
+            "USER"
+        }),
+    );
     extra.insert("principalType".into(), json!("password"));
     extra.insert("twoFactorAuthentication".into(), Value::Bool(session.mfa));
     extra.insert("publicSessionReference".into(), json!(session.id));
@@ -30,15 +37,25 @@ fn invalid_token(e: CoreError) -> ApiError {
 }
 
 fn refresh_cookie(req: &HttpRequest) -> Option<String> {
-    req.cookie("refreshToken").map(|c| c.value().to_string()).filter(|v| !v.is_empty())
+    req.cookie("refreshToken")
+        .map(|c| c.value().to_string())
+        .filter(|v| !v.is_empty())
 }
 
 fn csrf_header(req: &HttpRequest) -> Option<String> {
-    req.headers().get(CSRF_HEADER)?.to_str().ok().map(str::to_string)
+    req.headers()
+        .get(CSRF_HEADER)?
+        .to_str()
+        .ok()
+        .map(str::to_string)
 }
 
 fn cleared_cookie() -> Cookie<'static> {
-    let mut cookie = Cookie::build("refreshToken", "").path("/").http_only(true).same_site(SameSite::Strict).finish();
+    let mut cookie = Cookie::build("refreshToken", "")
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Strict)
+        .finish();
     cookie.make_removal();
     cookie
 }
@@ -55,8 +72,13 @@ fn cleared_cookie() -> Cookie<'static> {
 #[post("/auth/refresh")]
 pub async fn refresh(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let token = bearer(&req).ok_or(ApiError::InvalidToken)?;
-    let session = core(&req)?.refresh_session(origin(&req), token, None).await.map_err(invalid_token)?;
-    Ok(HttpResponse::Ok().json(AccessTokenResponse { access_token: access_token(&req, &session)? }))
+    let session = core(&req)?
+        .refresh_session(origin(&req), token, None)
+        .await
+        .map_err(invalid_token)?;
+    Ok(HttpResponse::Ok().json(AccessTokenResponse {
+        access_token: access_token(&req, &session)?,
+    }))
 }
 
 /// A new access token and CSRF token for the `refreshToken` cookie and `X-CSRFToken`.
@@ -71,8 +93,13 @@ pub async fn refresh(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 )]
 #[post("/auth/refresh/web")]
 pub async fn refresh_web(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let (token, csrf) = refresh_cookie(&req).zip(csrf_header(&req)).ok_or(ApiError::BadRequest)?;
-    let session = core(&req)?.refresh_session(origin(&req), token, Some(csrf)).await.map_err(invalid_token)?;
+    let (token, csrf) = refresh_cookie(&req)
+        .zip(csrf_header(&req))
+        .ok_or(ApiError::BadRequest)?;
+    let session = core(&req)?
+        .refresh_session(origin(&req), token, Some(csrf))
+        .await
+        .map_err(invalid_token)?;
     Ok(HttpResponse::Ok().json(AccessAndCsrfResponse {
         access_token: access_token(&req, &session)?,
         csrf_token: session.csrf_token.clone().unwrap_or_default(),
@@ -91,7 +118,10 @@ pub async fn refresh_web(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 #[post("/auth/logout")]
 pub async fn logout(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let token = bearer(&req).ok_or(ApiError::InvalidToken)?;
-    core(&req)?.logout(origin(&req), token).await.map_err(invalid_token)?;
+    core(&req)?
+        .logout(origin(&req), token)
+        .await
+        .map_err(invalid_token)?;
     Ok(HttpResponse::NoContent().cookie(cleared_cookie()).finish())
 }
 
@@ -107,10 +137,16 @@ pub async fn logout(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 )]
 #[post("/auth/logout/web")]
 pub async fn logout_web(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let (token, csrf) = refresh_cookie(&req).zip(csrf_header(&req)).ok_or(ApiError::BadRequest)?;
+    let (token, csrf) = refresh_cookie(&req)
+        .zip(csrf_header(&req))
+        .ok_or(ApiError::BadRequest)?;
     let core = core(&req)?;
     // Checks the CSRF token before revoking.
-    core.refresh_session(origin(&req), token.clone(), Some(csrf)).await.map_err(invalid_token)?;
-    core.logout(origin(&req), token).await.map_err(invalid_token)?;
+    core.refresh_session(origin(&req), token.clone(), Some(csrf))
+        .await
+        .map_err(invalid_token)?;
+    core.logout(origin(&req), token)
+        .await
+        .map_err(invalid_token)?;
     Ok(HttpResponse::NoContent().cookie(cleared_cookie()).finish())
 }

@@ -6,7 +6,9 @@ use twofa_core::{ChallengeOutcome, FactorState};
 use crate::error::{ApiError, CommonErrorMessage};
 use crate::extract::{core, origin, settings, Authenticated, JsonBody};
 use crate::login::completed_login;
-use crate::wire::{AnswerChallengeRequest, Create2FACredentialsResponse, LoginResponse, TwoFactorStatusResponse};
+use crate::wire::{
+    AnswerChallengeRequest, Create2FACredentialsResponse, LoginResponse, TwoFactorStatusResponse,
+};
 
 /// Whether the caller has an active authenticator.
 #[utoipa::path(
@@ -18,9 +20,14 @@ use crate::wire::{AnswerChallengeRequest, Create2FACredentialsResponse, LoginRes
     )
 )]
 #[get("/auth/2fa/status")]
-pub async fn status(req: HttpRequest, Authenticated(claims): Authenticated) -> Result<HttpResponse, ApiError> {
+pub async fn status(
+    req: HttpRequest,
+    Authenticated(claims): Authenticated,
+) -> Result<HttpResponse, ApiError> {
     let state = core(&req)?.totp_state(claims.uid).await?;
-    Ok(HttpResponse::Ok().json(TwoFactorStatusResponse { connected: state == FactorState::Active }))
+    Ok(HttpResponse::Ok().json(TwoFactorStatusResponse {
+        connected: state == FactorState::Active,
+    }))
 }
 
 /// Starts authenticator setup: a new secret (replacing any unconfirmed one) and a setup
@@ -35,7 +42,10 @@ pub async fn status(req: HttpRequest, Authenticated(claims): Authenticated) -> R
     )
 )]
 #[post("/auth/2fa")]
-pub async fn create_credentials(req: HttpRequest, Authenticated(claims): Authenticated) -> Result<HttpResponse, ApiError> {
+pub async fn create_credentials(
+    req: HttpRequest,
+    Authenticated(claims): Authenticated,
+) -> Result<HttpResponse, ApiError> {
     let setup = core(&req)?
         .begin_totp_setup(origin(&req), claims.uid, settings(&req).issuer)
         .await?;
@@ -61,12 +71,17 @@ pub async fn create_credentials(req: HttpRequest, Authenticated(claims): Authent
     )
 )]
 #[post("/auth/2fa/challenge")]
-pub async fn answer_challenge(req: HttpRequest, JsonBody(body): JsonBody<AnswerChallengeRequest>) -> Result<HttpResponse, ApiError> {
+pub async fn answer_challenge(
+    req: HttpRequest,
+    JsonBody(body): JsonBody<AnswerChallengeRequest>,
+) -> Result<HttpResponse, ApiError> {
     let outcome = core(&req)?
         .answer_challenge(origin(&req), body.challenge_id, body.verification_code)
         .await?;
     match outcome {
         ChallengeOutcome::SetupCompleted { .. } => Ok(HttpResponse::NoContent().finish()),
-        ChallengeOutcome::LoggedIn { session, service } => completed_login(&req, &session, service.as_deref()),
+        ChallengeOutcome::LoggedIn { session, service } => {
+            completed_login(&req, &session, service.as_deref())
+        }
     }
 }

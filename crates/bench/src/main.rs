@@ -1,1 +1,207 @@
-fn main(){}
+//! Load benchmark: seeds users with active TOTP factors and pending login challenges
+//! through the core, then answers every challenge over HTTP (UCloud's
+//! `POST /auth/2fa/challenge`) with a valid code at a fixed concurrency, and prints
+//! throughput, latency percentiles and the share of successful answers.
+//!
+//! `cargo run --release -p twofa-bench -- --users 20000 --concurrency 64`
+
+use clap::Parser;
+use futures_util::StreamExt;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use twofa_core::{
+    totp, ChallengeOutcome, Clock, Core, CoreConfig, NewUser, Origin, OsRandom, SystemClock,
+};
+use twofa_server::{ConfigValues, Settings};
+
+#[derive(Parser)]
+struct Args {
+    /// Users (and challenges) to seed; each is answered once.
+    #[arg(long, default_value_t = 20_000)]
+    users: usize,
+    /// Concurrent HTTP connections.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Server worker threads.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Database URL [default: a SQLite file in a temporary directory].
+    #[arg(long)]
+    database_url: Option<String>,
+}
+
+/// System time shifted by an offset: seeding happens "90 s ago", so the codes used to
+/// enroll are older than the ones the benchmark answers with.
+struct ShiftedClock(AtomicI64);
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> i64 {
+        SystemClock.now() + self.0.load(Ordering::Relaxed)
+    }
+}
+
+async fn seed(core: &Core, clock: &ShiftedClock, n: usize) -> Vec<(String, Vec<u8>)> {
+    clock.0.store(-90, Ordering::Relaxed);
+    let origin = Origin::new("ucloud", None);
+    let seeded: Vec<(String, Vec<u8>)> = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let core = core.clone();
+            let origin = origin.clone();
+            async move {
+                let user = core
+                    .create_user(
+                        origin.clone(),
+                        NewUser {
+                            username: format!("bench{i}"),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .expect("create user");
+                let setup = core
+                    .begin_totp_setup(origin.clone(), user.id.clone(), "Bench".into())
+                    .await
+                    .expect("setup");
+                let secret = totp::secret_from_base32(&setup.secret_base32).expect("base32");
+                let code = totp::code_at(&secret, core.now()).expect("code");
+                let done = core
+                    .answer_challenge(origin.clone(), setup.challenge_id, code)
+                    .await
+                    .expect("enroll");
+                assert!(matches!(done, ChallengeOutcome::SetupCompleted { .. }));
+                let challenge = core
+                    .start_login_challenge(origin, user.id, Some("web".into()))
+                    .await
+                    .expect("challenge");
+                (challenge.expect("active factor"), secret)
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    clock.0.store(0, Ordering::Relaxed);
+    seeded
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+fn main() {
+    let args = Args::parse();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database_url = args.database_url.clone().unwrap_or_else(|| {
+        dir.path()
+            .join("bench.sqlite3")
+            .to_string_lossy()
+            .into_owned()
+    });
+    let clock = Arc::new(ShiftedClock(AtomicI64::new(0)));
+    let mut cfg = CoreConfig::new(database_url.clone(), [1; 32], vec![2; 32]);
+    cfg.pool_size = 16;
+    let core = Core::open(cfg, clock.clone(), Arc::new(OsRandom)).expect("open database");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let challenges = runtime.block_on(seed(&core, &clock, args.users));
+    println!(
+        "backend: {:?}; seeded {} users with active TOTP and a login challenge in {:.1} s",
+        core.backend(),
+        challenges.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    // The server, in its own actix system on its own threads.
+    let values = ConfigValues {
+        bind: Some("127.0.0.1:0".into()),
+        dialects: Some("ucloud".into()),
+        data_dir: Some(dir.path().to_path_buf()),
+        workers: Some(args.workers),
+        ..Default::default()
+    };
+    let settings = Settings::load(values, None).expect("settings");
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let server_core = core.clone();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let (server, addrs) = twofa_server::bind(server_core, &settings).expect("bind");
+            addr_tx.send((addrs[0], server.handle())).unwrap();
+            server.await.expect("server")
+        })
+    });
+    let (addr, handle) = addr_rx.recv().unwrap();
+    let url = format!("http://{addr}/auth/2fa/challenge");
+
+    let challenges = Arc::new(challenges);
+    let next = Arc::new(AtomicUsize::new(0));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let results: Vec<(Duration, bool)> = runtime.block_on(async {
+        let tasks: Vec<_> = (0..args.concurrency)
+            .map(|_| {
+                let (challenges, next, client, url) = (
+                    challenges.clone(),
+                    next.clone(),
+                    client.clone(),
+                    url.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((challenge, secret)) = challenges.get(i) else {
+                            break;
+                        };
+                        let code = totp::code_at(secret, SystemClock.now()).unwrap();
+                        let body =
+                            serde_json::json!({"challengeId": challenge, "verificationCode": code});
+                        let t = Instant::now();
+                        let ok = match client
+                            .post(&url)
+                            .header("Accept", "application/json")
+                            .json(&body)
+                            .send()
+                            .await
+                        {
+                            Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                            Err(_) => false,
+                        };
+                        out.push((t.elapsed(), ok));
+                    }
+                    out
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        all
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    runtime.block_on(handle.stop(true));
+
+    let ok = results.iter().filter(|r| r.1).count();
+    let mut latencies: Vec<Duration> = results.iter().map(|r| r.0).collect();
+    latencies.sort();
+    println!(
+        "answered {} challenges at concurrency {} in {:.2} s: {:.0} requests/s, {:.0} verified/s, p50 {:.2} ms, p99 {:.2} ms, successful {:.2}%",
+        results.len(),
+        args.concurrency,
+        elapsed,
+        results.len() as f64 / elapsed,
+        ok as f64 / elapsed,
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.99),
+        100.0 * ok as f64 / results.len().max(1) as f64
+    );
+}

@@ -54,15 +54,22 @@ pub(crate) fn record(
             detail,
         })
         .execute(conn)?;
-    tracing::info!(event, user = subject.map(|s| s.1), dialect = %origin.dialect, ip = origin.ip.as_deref(), detail, "audit");
+    tracing::debug!(event, user = subject.map(|s| s.1), dialect = %origin.dialect, ip = origin.ip.as_deref(), detail, "audit");
     Ok(())
 }
 
 impl Core {
     /// The newest events first, optionally for one username.
-    pub async fn audit_events(&self, username: Option<String>, limit: i64) -> CoreResult<Vec<AuditEvent>> {
+    pub async fn audit_events(
+        &self,
+        username: Option<String>,
+        limit: i64,
+    ) -> CoreResult<Vec<AuditEvent>> {
         self.run(move |_, conn| {
-            let mut query = audit_log::table.order(audit_log::id.desc()).limit(limit).into_boxed();
+            let mut query = audit_log::table
+                .order(audit_log::id.desc())
+                .limit(limit)
+                .into_boxed();
             if let Some(name) = username {
                 query = query.filter(audit_log::username.eq(name));
             }

@@ -52,7 +52,10 @@ pub enum ChallengeOutcome {
     /// The authenticator is now active.
     SetupCompleted { user: User },
     /// The login is complete.
-    LoggedIn { session: Session, service: Option<String> },
+    LoggedIn {
+        session: Session,
+        service: Option<String>,
+    },
 }
 
 #[derive(Queryable)]
@@ -109,13 +112,27 @@ fn insert_challenge(
 }
 
 /// Counts a wrong (or replayed) code against the user and audits it.
-fn record_code_failure(inner: &Inner, conn: &mut DbConnection, origin: &Origin, user: &UserRow, why: &str) -> CoreResult<()> {
+fn record_code_failure(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    origin: &Origin,
+    user: &UserRow,
+    why: &str,
+) -> CoreResult<()> {
     write_tx(conn, |conn| {
-        let locked = throttle::record_failure(conn, &CODES, &throttle::codes_key(&user.id), inner.now())?;
+        let locked =
+            throttle::record_failure(conn, &CODES, &throttle::codes_key(&user.id), inner.now())?;
         let subject = Some((user.id.as_str(), user.username.as_str()));
         audit::record(inner, conn, origin, "code.rejected", subject, Some(why))?;
         if let Some(until) = locked {
-            audit::record(inner, conn, origin, "code.locked", subject, Some(&format!("until {until}")))?;
+            audit::record(
+                inner,
+                conn,
+                origin,
+                "code.locked",
+                subject,
+                Some(&format!("until {until}")),
+            )?;
         }
         Ok(())
     })
@@ -128,7 +145,12 @@ impl Core {
 
     /// Starts (or restarts) authenticator setup: a fresh pending secret replaces any
     /// earlier unconfirmed one, together with its challenges.
-    pub async fn begin_totp_setup(&self, origin: Origin, user_id: String, issuer: String) -> CoreResult<TotpSetup> {
+    pub async fn begin_totp_setup(
+        &self,
+        origin: Origin,
+        user_id: String,
+        issuer: String,
+    ) -> CoreResult<TotpSetup> {
         let (user, secret, challenge_id) = self
             .run(move |inner, conn| {
                 let secret = totp::generate_secret(inner.rng());
@@ -139,7 +161,8 @@ impl Core {
                     if factor_state(conn, &user.id)? == FactorState::Active {
                         return Err(CoreError::AlreadyBound);
                     }
-                    diesel::delete(totp_factors::table.filter(totp_factors::user_id.eq(&user.id))).execute(conn)?;
+                    diesel::delete(totp_factors::table.filter(totp_factors::user_id.eq(&user.id)))
+                        .execute(conn)?;
                     diesel::insert_into(totp_factors::table)
                         .values((
                             totp_factors::id.eq(&factor_id),
@@ -150,8 +173,16 @@ impl Core {
                             totp_factors::created_at.eq(inner.now()),
                         ))
                         .execute(conn)?;
-                    let challenge = insert_challenge(inner, conn, SETUP, &user.id, &factor_id, &origin, None)?;
-                    audit::record(inner, conn, &origin, "totp.setup_started", Some((&user.id, &user.username)), None)?;
+                    let challenge =
+                        insert_challenge(inner, conn, SETUP, &user.id, &factor_id, &origin, None)?;
+                    audit::record(
+                        inner,
+                        conn,
+                        &origin,
+                        "totp.setup_started",
+                        Some((&user.id, &user.username)),
+                        None,
+                    )?;
                     Ok((User::from(user), secret, challenge))
                 })
             })
@@ -168,7 +199,13 @@ impl Core {
 
     /// Password login. A user with an active second factor gets a login challenge
     /// instead of a session, whatever the dialect.
-    pub async fn password_login(&self, origin: Origin, username: String, password: String, service: Option<String>) -> CoreResult<LoginStep> {
+    pub async fn password_login(
+        &self,
+        origin: Origin,
+        username: String,
+        password: String,
+        service: Option<String>,
+    ) -> CoreResult<LoginStep> {
         self.run(move |inner, conn| {
             let user = Core::authenticate(inner, conn, &origin, &username, &password)?;
             let factor: Option<String> = totp_factors::table
@@ -179,17 +216,64 @@ impl Core {
                 .optional()?;
             write_tx(conn, |conn| match factor {
                 Some(factor_id) => {
-                    let challenge_id = insert_challenge(inner, conn, LOGIN, &user.id, &factor_id, &origin, service.as_deref())?;
+                    let challenge_id = insert_challenge(
+                        inner,
+                        conn,
+                        LOGIN,
+                        &user.id,
+                        &factor_id,
+                        &origin,
+                        service.as_deref(),
+                    )?;
                     Ok(LoginStep::SecondFactor { user, challenge_id })
                 }
-                None => Ok(LoginStep::Complete(sessions::create(inner, conn, &origin, user, false)?)),
+                None => Ok(LoginStep::Complete(sessions::create(
+                    inner, conn, &origin, user, false,
+                )?)),
             })
         })
         .await
     }
 
+    /// A login challenge for a user whose first factor the caller has verified; `None`
+    /// when the user has no active second factor. Completing it still needs a code.
+    pub async fn start_login_challenge(
+        &self,
+        origin: Origin,
+        user_id: String,
+        service: Option<String>,
+    ) -> CoreResult<Option<String>> {
+        self.run(move |inner, conn| {
+            let factor: Option<String> = totp_factors::table
+                .filter(totp_factors::user_id.eq(&user_id))
+                .filter(totp_factors::active.eq(true))
+                .select(totp_factors::id)
+                .first(conn)
+                .optional()?;
+            factor
+                .map(|factor_id| {
+                    insert_challenge(
+                        inner,
+                        conn,
+                        LOGIN,
+                        &user_id,
+                        &factor_id,
+                        &origin,
+                        service.as_deref(),
+                    )
+                })
+                .transpose()
+        })
+        .await
+    }
+
     /// Answers a setup or login challenge with a TOTP code.
-    pub async fn answer_challenge(&self, origin: Origin, challenge_id: String, code: String) -> CoreResult<ChallengeOutcome> {
+    pub async fn answer_challenge(
+        &self,
+        origin: Origin,
+        challenge_id: String,
+        code: String,
+    ) -> CoreResult<ChallengeOutcome> {
         self.run(move |inner, conn| {
             let id_hash = hash_token(&challenge_id);
             let now = inner.now();
@@ -214,7 +298,14 @@ impl Core {
                 .optional()?;
             let (challenge, user) = match found {
                 // A challenge is answered through the dialect that issued it.
-                Some((c, u)) if !c.used && c.expires_at > now && !u.disabled && c.dialect == origin.dialect => (c, u),
+                Some((c, u))
+                    if !c.used
+                        && c.expires_at > now
+                        && !u.disabled
+                        && c.dialect == origin.dialect =>
+                {
+                    (c, u)
+                }
                 _ => return Err(CoreError::InvalidChallenge),
             };
             let setup = challenge.kind == SETUP;
@@ -223,7 +314,9 @@ impl Core {
             }
             throttle::check(conn, &throttle::codes_key(&user.id), now)?;
 
-            let secret = inner.secrets.open(&challenge.factor_id, &challenge.secret_sealed)?;
+            let secret = inner
+                .secrets
+                .open(&challenge.factor_id, &challenge.secret_sealed)?;
             let Some(step) = totp::matching_step(&secret, &code, now)? else {
                 record_code_failure(inner, conn, &origin, &user, "wrong code")?;
                 return Err(CoreError::IncorrectCode);
@@ -247,10 +340,16 @@ impl Core {
                     .filter(totp_factors::last_step.lt(step));
                 let advanced = if setup {
                     diesel::update(factor)
-                        .set((totp_factors::active.eq(true), totp_factors::activated_at.eq(now), totp_factors::last_step.eq(step)))
+                        .set((
+                            totp_factors::active.eq(true),
+                            totp_factors::activated_at.eq(now),
+                            totp_factors::last_step.eq(step),
+                        ))
                         .execute(conn)?
                 } else {
-                    diesel::update(factor).set(totp_factors::last_step.eq(step)).execute(conn)?
+                    diesel::update(factor)
+                        .set(totp_factors::last_step.eq(step))
+                        .execute(conn)?
                 };
                 if advanced != 1 {
                     // The code's step was already used: a replay.
@@ -258,13 +357,26 @@ impl Core {
                 }
                 throttle::clear(conn, &throttle::codes_key(&user.id))?;
                 let subject = Some((user.id.as_str(), user.username.as_str()));
-                audit::record(inner, conn, &origin, "code.accepted", subject, Some(&challenge.kind))?;
+                audit::record(
+                    inner,
+                    conn,
+                    &origin,
+                    "code.accepted",
+                    subject,
+                    Some(&challenge.kind),
+                )?;
                 if setup {
                     audit::record(inner, conn, &origin, "totp.enrolled", subject, None)?;
-                    Ok(ChallengeOutcome::SetupCompleted { user: user.clone().into() })
+                    Ok(ChallengeOutcome::SetupCompleted {
+                        user: user.clone().into(),
+                    })
                 } else {
-                    let session = sessions::create(inner, conn, &origin, user.clone().into(), true)?;
-                    Ok(ChallengeOutcome::LoggedIn { session, service: challenge.service.clone() })
+                    let session =
+                        sessions::create(inner, conn, &origin, user.clone().into(), true)?;
+                    Ok(ChallengeOutcome::LoggedIn {
+                        session,
+                        service: challenge.service.clone(),
+                    })
                 }
             });
             if let Err(CoreError::IncorrectCode) = outcome {
@@ -277,14 +389,27 @@ impl Core {
 
     /// Removes every second factor of `username` (and its challenges and code
     /// failures), so the user can enroll again.
-    pub async fn reset_second_factors(&self, origin: Origin, actor: Actor, username: String) -> CoreResult<()> {
+    pub async fn reset_second_factors(
+        &self,
+        origin: Origin,
+        actor: Actor,
+        username: String,
+    ) -> CoreResult<()> {
         self.run(move |inner, conn| {
             write_tx(conn, |conn| {
                 require_admin(conn, &actor)?;
                 let user = find_by_username(conn, &username)?.ok_or(CoreError::UserNotFound)?;
-                diesel::delete(totp_factors::table.filter(totp_factors::user_id.eq(&user.id))).execute(conn)?;
+                diesel::delete(totp_factors::table.filter(totp_factors::user_id.eq(&user.id)))
+                    .execute(conn)?;
                 throttle::clear(conn, &throttle::codes_key(&user.id))?;
-                audit::record(inner, conn, &origin, "factors.reset", Some((&user.id, &user.username)), None)
+                audit::record(
+                    inner,
+                    conn,
+                    &origin,
+                    "factors.reset",
+                    Some((&user.id, &user.username)),
+                    None,
+                )
             })
         })
         .await

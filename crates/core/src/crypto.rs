@@ -29,7 +29,9 @@ impl std::fmt::Debug for SecretBox {
 
 impl SecretBox {
     pub fn new(key: &[u8; 32]) -> Self {
-        SecretBox { cipher: Aes256Gcm::new(key.into()) }
+        SecretBox {
+            cipher: Aes256Gcm::new(key.into()),
+        }
     }
 
     pub fn seal(&self, rng: &dyn RandomSource, aad: &str, plaintext: &[u8]) -> Vec<u8> {
@@ -37,7 +39,13 @@ impl SecretBox {
         let mut out = nonce.clone();
         let ct = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: aad.as_bytes() })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: aad.as_bytes(),
+                },
+            )
             .expect("AES-GCM encryption of a short buffer cannot fail");
         out.extend_from_slice(&ct);
         out
@@ -49,7 +57,13 @@ impl SecretBox {
         }
         let (nonce, ct) = sealed.split_at(NONCE_LEN);
         self.cipher
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: aad.as_bytes() })
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| CoreError::Internal("cannot decrypt secret: wrong master key?".into()))
     }
 }
@@ -65,7 +79,9 @@ pub fn parse_key(text: &str) -> Result<[u8; 32], CoreError> {
     } else {
         base64::engine::general_purpose::STANDARD
             .decode(text)
-            .map_err(|_| CoreError::InvalidInput("key is neither 64 hex digits nor base64".into()))?
+            .map_err(|_| {
+                CoreError::InvalidInput("key is neither 64 hex digits nor base64".into())
+            })?
     };
     bytes
         .try_into()
@@ -102,7 +118,8 @@ pub fn hash_token(token: &str) -> String {
 
 pub fn hash_password(rng: &dyn RandomSource, password: &str) -> Result<String, CoreError> {
     let salt_bytes = random_bytes(rng, 16);
-    let salt = SaltString::encode_b64(&salt_bytes).map_err(|e| CoreError::Internal(e.to_string()))?;
+    let salt =
+        SaltString::encode_b64(&salt_bytes).map_err(|e| CoreError::Internal(e.to_string()))?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
@@ -112,7 +129,11 @@ pub fn hash_password(rng: &dyn RandomSource, password: &str) -> Result<String, C
 /// Constant-time (argon2 compares digests in constant time).
 pub fn verify_password(hash: &str, password: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -138,8 +159,14 @@ mod tests {
         let sealed = sb.seal(&rng, "row-1", b"secret");
         assert_eq!(sb.open("row-1", &sealed).unwrap(), b"secret");
         assert!(sb.open("row-2", &sealed).is_err(), "bound to its row");
-        assert!(SecretBox::new(&[8u8; 32]).open("row-1", &sealed).is_err(), "wrong key");
-        assert!(!sealed.windows(6).any(|w| w == b"secret"), "ciphertext hides plaintext");
+        assert!(
+            SecretBox::new(&[8u8; 32]).open("row-1", &sealed).is_err(),
+            "wrong key"
+        );
+        assert!(
+            !sealed.windows(6).any(|w| w == b"secret"),
+            "ciphertext hides plaintext"
+        );
     }
 
     #[test]

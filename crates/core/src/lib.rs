@@ -67,7 +67,10 @@ pub struct Origin {
 
 impl Origin {
     pub fn new(dialect: impl Into<String>, ip: Option<String>) -> Self {
-        Origin { dialect: dialect.into(), ip }
+        Origin {
+            dialect: dialect.into(),
+            ip,
+        }
     }
 }
 
@@ -99,7 +102,11 @@ impl Inner {
 
 impl Core {
     /// Connects, migrates and returns the service.
-    pub fn open(cfg: CoreConfig, clock: Arc<dyn Clock>, rng: Arc<dyn RandomSource>) -> CoreResult<Core> {
+    pub fn open(
+        cfg: CoreConfig,
+        clock: Arc<dyn Clock>,
+        rng: Arc<dyn RandomSource>,
+    ) -> CoreResult<Core> {
         let pool = db::connect(&cfg.database_url, cfg.pool_size)?;
         Ok(Core {
             inner: Arc::new(Inner {

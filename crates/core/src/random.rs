@@ -29,7 +29,10 @@ impl SeededRandom {
 
 impl RandomSource for SeededRandom {
     fn fill(&self, buf: &mut [u8]) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).fill_bytes(buf);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fill_bytes(buf);
     }
 }
 
@@ -54,8 +57,10 @@ pub fn random_uuid(rng: &dyn RandomSource) -> String {
 
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }

@@ -20,7 +20,10 @@ pub(crate) struct JwtKeys {
 
 impl JwtKeys {
     pub(crate) fn new(key: &[u8]) -> Self {
-        JwtKeys { encoding: EncodingKey::from_secret(key), decoding: DecodingKey::from_secret(key) }
+        JwtKeys {
+            encoding: EncodingKey::from_secret(key),
+            decoding: DecodingKey::from_secret(key),
+        }
     }
 }
 
@@ -71,7 +74,13 @@ pub(crate) fn has_active_factor(conn: &mut DbConnection, user_id: &str) -> CoreR
 }
 
 /// Creates a session row; call inside the write transaction that completed the login.
-pub(crate) fn create(inner: &Inner, conn: &mut DbConnection, origin: &Origin, user: User, mfa: bool) -> CoreResult<Session> {
+pub(crate) fn create(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    origin: &Origin,
+    user: User,
+    mfa: bool,
+) -> CoreResult<Session> {
     let now = inner.now();
     let session = Session {
         id: random_hex(inner.rng(), 16),
@@ -93,30 +102,57 @@ pub(crate) fn create(inner: &Inner, conn: &mut DbConnection, origin: &Origin, us
             sessions::revoked.eq(false),
         ))
         .execute(conn)?;
-    audit::record(inner, conn, origin, "login", session.user.subject(), Some(if mfa { "two factors" } else { "password only" }))?;
+    audit::record(
+        inner,
+        conn,
+        origin,
+        "login",
+        session.user.subject(),
+        Some(if mfa { "two factors" } else { "password only" }),
+    )?;
     Ok(session)
 }
 
 /// Looks up a live session of `dialect` by its refresh token.
-fn live_session(inner: &Inner, conn: &mut DbConnection, dialect: &str, refresh_token: &str) -> CoreResult<(SessionRow, UserRow)> {
+fn live_session(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    dialect: &str,
+    refresh_token: &str,
+) -> CoreResult<(SessionRow, UserRow)> {
     let found: Option<(SessionRow, UserRow)> = sessions::table
         .inner_join(users::table)
         .filter(sessions::refresh_hash.eq(hash_token(refresh_token)))
         .select((
-            (sessions::id, sessions::dialect, sessions::csrf_hash, sessions::expires_at, sessions::revoked),
+            (
+                sessions::id,
+                sessions::dialect,
+                sessions::csrf_hash,
+                sessions::expires_at,
+                sessions::revoked,
+            ),
             UserRow::as_select(),
         ))
         .first(conn)
         .optional()?;
     match found {
-        Some((s, u)) if s.dialect == dialect && !s.revoked && s.expires_at > inner.now() && !u.disabled => Ok((s, u)),
+        Some((s, u))
+            if s.dialect == dialect && !s.revoked && s.expires_at > inner.now() && !u.disabled =>
+        {
+            Ok((s, u))
+        }
         _ => Err(CoreError::InvalidToken),
     }
 }
 
 impl Core {
     /// Signs an access token for `session` with the dialect's extra claims.
-    pub fn access_token(&self, session: &Session, dialect: &str, extra: serde_json::Map<String, serde_json::Value>) -> CoreResult<String> {
+    pub fn access_token(
+        &self,
+        session: &Session,
+        dialect: &str,
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) -> CoreResult<String> {
         let now = self.inner.now();
         let claims = AccessClaims {
             sub: session.user.username.clone(),
@@ -128,8 +164,12 @@ impl Core {
             exp: now + self.inner.cfg.access_token_ttl,
             extra,
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.inner.jwt.encoding)
-            .map_err(|e| CoreError::Internal(format!("signing token: {e}")))
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.inner.jwt.encoding,
+        )
+        .map_err(|e| CoreError::Internal(format!("signing token: {e}")))
     }
 
     /// Verifies an access token of `dialect` against the core clock.
@@ -139,8 +179,9 @@ impl Core {
         validation.validate_exp = false;
         validation.required_spec_claims.clear();
         validation.set_issuer(&[&self.inner.cfg.jwt_issuer]);
-        let data = jsonwebtoken::decode::<AccessClaims>(token, &self.inner.jwt.decoding, &validation)
-            .map_err(|_| CoreError::InvalidToken)?;
+        let data =
+            jsonwebtoken::decode::<AccessClaims>(token, &self.inner.jwt.decoding, &validation)
+                .map_err(|_| CoreError::InvalidToken)?;
         let claims = data.claims;
         if claims.exp <= self.inner.now() || claims.dialect != dialect {
             return Err(CoreError::InvalidToken);
@@ -150,7 +191,12 @@ impl Core {
 
     /// Looks up the session behind a refresh token. With `csrf`, the CSRF token must
     /// match (constant time) and is rotated.
-    pub async fn refresh_session(&self, origin: Origin, refresh_token: String, csrf: Option<String>) -> CoreResult<Session> {
+    pub async fn refresh_session(
+        &self,
+        origin: Origin,
+        refresh_token: String,
+        csrf: Option<String>,
+    ) -> CoreResult<Session> {
         self.run(move |inner, conn| {
             let (row, user) = live_session(inner, conn, &origin.dialect, &refresh_token)?;
             let mut csrf_token = None;
@@ -166,7 +212,14 @@ impl Core {
                 csrf_token = Some(fresh);
             }
             let mfa = has_active_factor(conn, &user.id)?;
-            Ok(Session { id: row.id, user: user.into(), mfa, refresh_token, csrf_token, expires_at: row.expires_at })
+            Ok(Session {
+                id: row.id,
+                user: user.into(),
+                mfa,
+                refresh_token,
+                csrf_token,
+                expires_at: row.expires_at,
+            })
         })
         .await
     }
@@ -176,8 +229,17 @@ impl Core {
         self.run(move |inner, conn| {
             let (row, user) = live_session(inner, conn, &origin.dialect, &refresh_token)?;
             write_tx(conn, |conn| {
-                diesel::update(sessions::table.find(&row.id)).set(sessions::revoked.eq(true)).execute(conn)?;
-                audit::record(inner, conn, &origin, "logout", Some((&user.id, &user.username)), None)
+                diesel::update(sessions::table.find(&row.id))
+                    .set(sessions::revoked.eq(true))
+                    .execute(conn)?;
+                audit::record(
+                    inner,
+                    conn,
+                    &origin,
+                    "logout",
+                    Some((&user.id, &user.username)),
+                    None,
+                )
             })
         })
         .await
@@ -185,6 +247,7 @@ impl Core {
 
     /// Whether the user has an active second factor.
     pub async fn has_active_factor(&self, user_id: String) -> CoreResult<bool> {
-        self.run(move |_, conn| has_active_factor(conn, &user_id)).await
+        self.run(move |_, conn| has_active_factor(conn, &user_id))
+            .await
     }
 }

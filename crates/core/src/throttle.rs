@@ -64,7 +64,9 @@ pub(crate) fn check(conn: &mut DbConnection, key: &str, now: i64) -> CoreResult<
         .first(conn)
         .optional()?;
     match locked_until {
-        Some(until) if until > now => Err(CoreError::Locked { retry_after: until - now }),
+        Some(until) if until > now => Err(CoreError::Locked {
+            retry_after: until - now,
+        }),
         _ => Ok(()),
     }
 }
@@ -97,10 +99,16 @@ pub(crate) fn record_failure(
     }
     let row: Row = throttles::table
         .find(key)
-        .select((throttles::failures, throttles::window_start, throttles::lockouts, throttles::locked_until))
+        .select((
+            throttles::failures,
+            throttles::window_start,
+            throttles::lockouts,
+            throttles::locked_until,
+        ))
         .first(conn)?;
 
-    let (mut failures, mut window_start, mut lockouts) = (row.failures, row.window_start, row.lockouts);
+    let (mut failures, mut window_start, mut lockouts) =
+        (row.failures, row.window_start, row.lockouts);
     if let Some(window) = policy.window {
         if now - window_start >= window {
             failures = 1;

@@ -14,7 +14,11 @@ pub const SKEW: u16 = 1;
 pub const SECRET_BYTES: usize = 20;
 
 /// RFC 3986 unreserved characters stay as they are; everything else is escaped.
-const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 pub fn generate_secret(rng: &dyn RandomSource) -> Vec<u8> {
     random_bytes(rng, SECRET_BYTES)
@@ -37,12 +41,16 @@ fn totp(secret: &[u8], digits: usize) -> Result<Totp, CoreError> {
 
 /// Decodes an unpadded (or padded) RFC 4648 base32 secret.
 pub fn secret_from_base32(text: &str) -> Option<Vec<u8>> {
-    Secret::try_from_base32(text.trim().trim_end_matches('=').to_uppercase()).ok().map(|s| s.as_bytes().to_vec())
+    Secret::try_from_base32(text.trim().trim_end_matches('=').to_uppercase())
+        .ok()
+        .map(|s| s.as_bytes().to_vec())
 }
 
 /// The code for `secret` at unix time `now`.
 pub fn code_at(secret: &[u8], now: i64) -> Result<String, CoreError> {
-    Ok(totp(secret, DIGITS)?.generate(now.max(0) as u64).to_string())
+    Ok(totp(secret, DIGITS)?
+        .generate(now.max(0) as u64)
+        .to_string())
 }
 
 /// Accepts a code of exactly six ASCII digits (surrounding white space ignored) and
@@ -53,7 +61,9 @@ pub fn matching_step(secret: &[u8], code: &str, now: i64) -> Result<Option<i64>,
     if code.len() != DIGITS || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Ok(None);
     }
-    Ok(totp(secret, DIGITS)?.check(code, now.max(0) as u64).map(|s| s as i64))
+    Ok(totp(secret, DIGITS)?
+        .check(code, now.max(0) as u64)
+        .map(|s| s as i64))
 }
 
 /// The step a time falls in.
@@ -76,7 +86,10 @@ pub fn otpauth_uri(issuer: &str, account: &str, secret: &[u8]) -> String {
 pub fn qr_png_data_uri(text: &str) -> Result<String, CoreError> {
     let code = qrcode::QrCode::new(text.as_bytes())
         .map_err(|e| CoreError::Internal(format!("QR encoding: {e}")))?;
-    let image = code.render::<image::Luma<u8>>().min_dimensions(200, 200).build();
+    let image = code
+        .render::<image::Luma<u8>>()
+        .min_dimensions(200, 200)
+        .build();
     let mut png = Vec::new();
     image
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
@@ -108,7 +121,11 @@ mod tests {
         for (time, expected) in vectors {
             assert_eq!(eight.generate(time).to_string(), expected, "t={time}");
             // Six digits are the same truncation modulo 10^6.
-            assert_eq!(code_at(RFC_SECRET, time as i64).unwrap(), expected[2..], "t={time}");
+            assert_eq!(
+                code_at(RFC_SECRET, time as i64).unwrap(),
+                expected[2..],
+                "t={time}"
+            );
         }
     }
 
@@ -131,9 +148,24 @@ mod tests {
     fn malformed_codes_never_match() {
         let now = 59;
         let good = code_at(RFC_SECRET, now).unwrap();
-        assert_eq!(matching_step(RFC_SECRET, &format!(" {good}\n"), now).unwrap(), Some(1));
-        for bad in ["", "12345", "1234567", "abcdef", "28708 ", "+28708", "２８７０８２"] {
-            assert_eq!(matching_step(RFC_SECRET, bad, now).unwrap(), None, "{bad:?}");
+        assert_eq!(
+            matching_step(RFC_SECRET, &format!(" {good}\n"), now).unwrap(),
+            Some(1)
+        );
+        for bad in [
+            "",
+            "12345",
+            "1234567",
+            "abcdef",
+            "28708 ",
+            "+28708",
+            "２８７０８２",
+        ] {
+            assert_eq!(
+                matching_step(RFC_SECRET, bad, now).unwrap(),
+                None,
+                "{bad:?}"
+            );
         }
     }
 
@@ -152,7 +184,9 @@ mod tests {
     fn qr_is_png_data_uri() {
         let uri = qr_png_data_uri("otpauth://totp/x").unwrap();
         let b64 = uri.strip_prefix("data:image/png;base64,").unwrap();
-        let png = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     }
 }

@@ -84,12 +84,17 @@ pub enum Actor {
 
 pub(crate) fn validate_username(username: &str) -> CoreResult<()> {
     if username.is_empty() || username.len() > 255 || username.chars().any(char::is_control) {
-        return Err(CoreError::InvalidInput("username must be 1-255 characters without control characters".into()));
+        return Err(CoreError::InvalidInput(
+            "username must be 1-255 characters without control characters".into(),
+        ));
     }
     Ok(())
 }
 
-pub(crate) fn find_by_username(conn: &mut DbConnection, username: &str) -> CoreResult<Option<UserRow>> {
+pub(crate) fn find_by_username(
+    conn: &mut DbConnection,
+    username: &str,
+) -> CoreResult<Option<UserRow>> {
     Ok(users::table
         .filter(users::username.eq(username))
         .select(UserRow::as_select())
@@ -98,7 +103,11 @@ pub(crate) fn find_by_username(conn: &mut DbConnection, username: &str) -> CoreR
 }
 
 pub(crate) fn find_by_id(conn: &mut DbConnection, id: &str) -> CoreResult<Option<UserRow>> {
-    Ok(users::table.find(id).select(UserRow::as_select()).first(conn).optional()?)
+    Ok(users::table
+        .find(id)
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?)
 }
 
 /// Ensures `actor` may administer other users.
@@ -112,7 +121,13 @@ pub(crate) fn require_admin(conn: &mut DbConnection, actor: &Actor) -> CoreResul
     }
 }
 
-fn insert_user(inner: &Inner, conn: &mut DbConnection, origin: &Origin, new: NewUser, hash: Option<String>) -> CoreResult<User> {
+fn insert_user(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    origin: &Origin,
+    new: NewUser,
+    hash: Option<String>,
+) -> CoreResult<User> {
     let row = UserRow {
         id: random_hex(inner.rng(), 16),
         username: new.username,
@@ -126,8 +141,17 @@ fn insert_user(inner: &Inner, conn: &mut DbConnection, origin: &Origin, new: New
         created_at: inner.now(),
     };
     write_tx(conn, |conn| {
-        diesel::insert_into(users::table).values(&row).execute(conn)?;
-        audit::record(inner, conn, origin, "user.created", Some((&row.id, &row.username)), None)
+        diesel::insert_into(users::table)
+            .values(&row)
+            .execute(conn)?;
+        audit::record(
+            inner,
+            conn,
+            origin,
+            "user.created",
+            Some((&row.id, &row.username)),
+            None,
+        )
     })?;
     Ok(row.into())
 }
@@ -137,23 +161,32 @@ impl Core {
         validate_username(&new.username)?;
         self.run(move |inner, conn| {
             // Hash before taking the write lock: argon2 is deliberately slow.
-            let hash = new.password.as_deref().map(|p| hash_password(inner.rng(), p)).transpose()?;
+            let hash = new
+                .password
+                .as_deref()
+                .map(|p| hash_password(inner.rng(), p))
+                .transpose()?;
             insert_user(inner, conn, &origin, new, hash)
         })
         .await
     }
 
     pub async fn user_by_username(&self, username: String) -> CoreResult<Option<User>> {
-        self.run(move |_, conn| Ok(find_by_username(conn, &username)?.map(User::from))).await
+        self.run(move |_, conn| Ok(find_by_username(conn, &username)?.map(User::from)))
+            .await
     }
 
     pub async fn user_by_id(&self, id: String) -> CoreResult<Option<User>> {
-        self.run(move |_, conn| Ok(find_by_id(conn, &id)?.map(User::from))).await
+        self.run(move |_, conn| Ok(find_by_id(conn, &id)?.map(User::from)))
+            .await
     }
 
     pub async fn list_users(&self) -> CoreResult<Vec<User>> {
         self.run(|_, conn| {
-            let rows: Vec<UserRow> = users::table.order(users::username).select(UserRow::as_select()).load(conn)?;
+            let rows: Vec<UserRow> = users::table
+                .order(users::username)
+                .select(UserRow::as_select())
+                .load(conn)?;
             Ok(rows.into_iter().map(User::from).collect())
         })
         .await
@@ -161,16 +194,26 @@ impl Core {
 
     /// On an empty database, creates `admin` with `password`, or with a random password
     /// that is returned so the caller can show it once.
-    pub async fn ensure_admin(&self, origin: Origin, password: Option<String>) -> CoreResult<Option<String>> {
+    pub async fn ensure_admin(
+        &self,
+        origin: Origin,
+        password: Option<String>,
+    ) -> CoreResult<Option<String>> {
         self.run(move |inner, conn| {
             let count: i64 = users::table.count().get_result(conn)?;
             if count > 0 {
                 return Ok(None);
             }
             let generated = password.is_none().then(|| random_uuid(inner.rng()));
-            let password = password.or_else(|| generated.clone()).expect("one of them is set");
+            let password = password
+                .or_else(|| generated.clone())
+                .expect("one of them is set");
             let hash = hash_password(inner.rng(), &password)?;
-            let new = NewUser { username: "admin".into(), is_admin: true, ..NewUser::default() };
+            let new = NewUser {
+                username: "admin".into(),
+                is_admin: true,
+                ..NewUser::default()
+            };
             insert_user(inner, conn, &origin, new, Some(hash))?;
             Ok(generated)
         })
@@ -179,29 +222,63 @@ impl Core {
 
     /// Checks a username and password under the password brute-force limit. Unknown
     /// users cost the same argon2 work as known ones and give the same error.
-    pub(crate) fn authenticate(inner: &Inner, conn: &mut DbConnection, origin: &Origin, username: &str, password: &str) -> CoreResult<User> {
+    pub(crate) fn authenticate(
+        inner: &Inner,
+        conn: &mut DbConnection,
+        origin: &Origin,
+        username: &str,
+        password: &str,
+    ) -> CoreResult<User> {
         let key = throttle::password_key(username);
         let now = inner.now();
         throttle::check(conn, &key, now)?;
         let row = find_by_username(conn, username)?;
-        let hash = row.as_ref().and_then(|r| r.password_hash.as_deref()).unwrap_or(dummy_password_hash());
+        let hash = row
+            .as_ref()
+            .and_then(|r| r.password_hash.as_deref())
+            .unwrap_or(dummy_password_hash());
         let password_ok = verify_password(hash, password);
         match row {
             Some(row) if password_ok && !row.disabled => {
                 write_tx(conn, |conn| {
                     throttle::clear(conn, &key)?;
-                    audit::record(inner, conn, origin, "login.password_ok", Some((&row.id, &row.username)), None)
+                    audit::record(
+                        inner,
+                        conn,
+                        origin,
+                        "login.password_ok",
+                        Some((&row.id, &row.username)),
+                        None,
+                    )
                 })?;
                 Ok(row.into())
             }
             row => {
                 let subject = row.as_ref().map(|r| (r.id.as_str(), r.username.as_str()));
-                let detail = if row.as_ref().is_some_and(|r| r.disabled) { "disabled" } else { "wrong password or unknown user" };
+                let detail = if row.as_ref().is_some_and(|r| r.disabled) {
+                    "disabled"
+                } else {
+                    "wrong password or unknown user"
+                };
                 write_tx(conn, |conn| {
                     let locked = throttle::record_failure(conn, &PASSWORD, &key, now)?;
-                    audit::record(inner, conn, origin, "login.password_failed", subject, Some(detail))?;
+                    audit::record(
+                        inner,
+                        conn,
+                        origin,
+                        "login.password_failed",
+                        subject,
+                        Some(detail),
+                    )?;
                     if locked.is_some() {
-                        audit::record(inner, conn, origin, "login.locked", subject, Some("password"))?;
+                        audit::record(
+                            inner,
+                            conn,
+                            origin,
+                            "login.locked",
+                            subject,
+                            Some("password"),
+                        )?;
                     }
                     Ok(())
                 })?;

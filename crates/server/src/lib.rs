@@ -1,1 +1,115 @@
+//! The twofa server: configuration, the core's keys and database, and an actix app
+//! that mounts the enabled dialects with their OpenAPI documents and Swagger UI.
 
+pub mod config;
+pub mod dialects;
+
+use actix_web::{get, web, App, HttpResponse, HttpServer};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use twofa_core::crypto::{load_or_create_key_file, parse_key};
+use twofa_core::{Core, CoreConfig, CoreError, OsRandom, SystemClock};
+use utoipa_swagger_ui::{SwaggerUi, Url};
+
+pub use config::{ConfigValues, Settings};
+use dialects::Dialect;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A key from its setting, or from (a freshly created, mode 0600) file in the data dir.
+fn key(setting: Option<&str>, file: &Path) -> Result<[u8; 32], CoreError> {
+    match setting {
+        Some(text) => parse_key(text),
+        None => load_or_create_key_file(file, &OsRandom),
+    }
+}
+
+/// Opens the database (creating the data dir and key files as needed) and migrates it.
+pub fn open_core(settings: &Settings) -> Result<Core, ServerError> {
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let master_key = key(
+        settings.master_key.as_deref(),
+        &settings.data_dir.join("master.key"),
+    )?;
+    let jwt_key = key(
+        settings.jwt_key.as_deref(),
+        &settings.data_dir.join("jwt.key"),
+    )?;
+    let mut cfg = CoreConfig::new(settings.database_url.clone(), master_key, jwt_key.to_vec());
+    cfg.pool_size = settings.pool_size;
+    Ok(Core::open(cfg, Arc::new(SystemClock), Arc::new(OsRandom))?)
+}
+
+/// The OpenAPI document of a dialect as committed in `openapi/`.
+pub fn openapi_json(dialect: &Dialect) -> String {
+    let mut json = (dialect.openapi)()
+        .to_pretty_json()
+        .expect("OpenAPI documents serialize");
+    json.push('\n');
+    json
+}
+
+fn enabled(settings: &Settings) -> impl Iterator<Item = &'static Dialect> + '_ {
+    settings
+        .dialects
+        .iter()
+        .filter_map(|name| dialects::find(name))
+}
+
+/// Liveness and database reachability.
+#[get("/healthz")]
+async fn healthz(core: web::Data<Core>) -> HttpResponse {
+    match core.ping().await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
+        Err(e) => {
+            tracing::error!(error = %e, "health check failed");
+            HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "unavailable"}))
+        }
+    }
+}
+
+/// Mounts the enabled dialects, `/healthz`, the OpenAPI documents at
+/// `/openapi/<dialect>.json` and Swagger UI at `/swagger-ui/`.
+pub fn configure(
+    core: Core,
+    settings: Settings,
+) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
+    move |cfg| {
+        cfg.app_data(web::Data::new(core.clone())).service(healthz);
+        let docs: Vec<(Url<'static>, utoipa::openapi::OpenApi)> = enabled(&settings)
+            .map(|d| (Url::new(d.name, d.doc_path), (d.openapi)()))
+            .collect();
+        if !docs.is_empty() {
+            cfg.service(SwaggerUi::new("/swagger-ui/{_:.*}").urls(docs));
+        }
+        for dialect in enabled(&settings) {
+            (dialect.mount)(cfg, core.clone(), &settings);
+        }
+    }
+}
+
+/// Binds the HTTP server; returns it (not yet awaited) and the bound addresses.
+/// SIGTERM stops it gracefully: in-flight requests finish first.
+pub fn bind(
+    core: Core,
+    settings: &Settings,
+) -> Result<(actix_web::dev::Server, Vec<SocketAddr>), ServerError> {
+    let app = configure(core, settings.clone());
+    let mut server =
+        HttpServer::new(move || App::new().configure(app.clone())).shutdown_timeout(30);
+    if let Some(workers) = settings.workers {
+        server = server.workers(workers);
+    }
+    let server = server.bind(&settings.bind)?;
+    let addrs = server.addrs();
+    Ok((server.run(), addrs))
+}

@@ -1,1 +1,188 @@
-fn main(){}
+//! `twofa`: the server binary and its operator commands.
+
+use clap::{Parser, Subcommand};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use twofa_core::{Actor, NewUser, Origin};
+use twofa_server::{dialects, ConfigValues, ServerError, Settings};
+
+#[derive(Parser)]
+#[command(
+    name = "twofa",
+    version,
+    about = "A two-factor authentication server that speaks the 2FA APIs of UCloud, ZStack, AuthEndpoints and Saasu."
+)]
+struct Cli {
+    /// TOML file with the same keys as the flags (flags and TWOFA_* variables win).
+    #[arg(long, env = "TWOFA_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    values: ConfigValues,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Migrate the database and serve the enabled dialects.
+    Serve,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Write the OpenAPI document of each enabled dialect to DIR/<dialect>.json.
+    Openapi {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the audit log, newest first, as JSON lines.
+    Audit {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user; the password is read from standard input.
+    Add {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+        #[arg(long)]
+        admin: bool,
+        /// Read the password from standard input (one line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// Remove a user's second factors so they can enroll again.
+    #[command(name = "reset-2fa")]
+    Reset2fa { username: String },
+    /// List users.
+    List,
+}
+
+fn operator() -> Origin {
+    Origin::new("cli", None)
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(settings: Settings) -> Result<(), ServerError> {
+    let core = twofa_server::open_core(&settings)?;
+    if let Some(password) = core
+        .ensure_admin(Origin::new("server", None), settings.admin_password.clone())
+        .await?
+    {
+        // Shown once, so the operator can sign in; change it or set TWOFA_ADMIN_PASSWORD.
+        tracing::warn!("created user `admin` with generated password: {password}");
+    }
+    let (server, addrs) = twofa_server::bind(core, &settings)?;
+    tracing::info!(?addrs, dialects = ?settings.dialects, backend = ?twofa_core::db::Backend::of_url(&settings.database_url), "twofa listening");
+    server.await?;
+    tracing::info!("twofa stopped");
+    Ok(())
+}
+
+async fn run(cli: Cli) -> Result<(), ServerError> {
+    let settings = Settings::load(cli.values, cli.config.as_deref())?;
+    init_logging(&settings.log);
+    match cli.command {
+        Command::Serve => serve(settings).await,
+        Command::Openapi { out } => {
+            std::fs::create_dir_all(&out)?;
+            for name in &settings.dialects {
+                let dialect = dialects::find(name).expect("settings hold built dialects");
+                let path = out.join(format!("{name}.json"));
+                std::fs::write(&path, twofa_server::openapi_json(dialect))?;
+                println!("{}", path.display());
+            }
+            Ok(())
+        }
+        Command::User(cmd) => {
+            let core = twofa_server::open_core(&settings)?;
+            match cmd {
+                UserCommand::Add {
+                    username,
+                    email,
+                    phone,
+                    admin,
+                    password_stdin: _,
+                } => {
+                    let mut password = String::new();
+                    std::io::stdin().read_to_string(&mut password)?;
+                    let password = password.lines().next().unwrap_or("").to_string();
+                    if password.is_empty() {
+                        return Err(twofa_core::CoreError::InvalidInput(
+                            "empty password on standard input".into(),
+                        )
+                        .into());
+                    }
+                    let user = core
+                        .create_user(
+                            operator(),
+                            NewUser {
+                                username,
+                                email,
+                                phone,
+                                password: Some(password),
+                                is_admin: admin,
+                            },
+                        )
+                        .await?;
+                    println!("created user {} ({})", user.username, user.id);
+                }
+                UserCommand::Reset2fa { username } => {
+                    core.reset_second_factors(operator(), Actor::Operator, username.clone())
+                        .await?;
+                    println!("second factors of {username} removed");
+                }
+                UserCommand::List => {
+                    for u in core.list_users().await? {
+                        let mfa = core.has_active_factor(u.id.clone()).await?;
+                        println!(
+                            "{}\t{}\t{}{}{}",
+                            u.username,
+                            u.email.as_deref().unwrap_or("-"),
+                            if u.is_admin { "admin " } else { "" },
+                            if mfa { "2fa" } else { "no-2fa" },
+                            if u.disabled { " disabled" } else { "" }
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Audit { user, limit } => {
+            let core = twofa_server::open_core(&settings)?;
+            for event in core.audit_events(user, limit).await? {
+                println!("{}", serde_json::to_string(&event).unwrap_or_default());
+            }
+            Ok(())
+        }
+    }
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("twofa: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -7,6 +7,7 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::error::CoreError;
@@ -48,10 +49,8 @@ struct ConnectionSetup;
 impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for ConnectionSetup {
     fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
         if let DbConnection::Sqlite(c) = conn {
-            c.batch_execute(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
-            )
+            // busy_timeout first, so the others wait for a lock instead of failing.
+            c.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(diesel::r2d2::Error::QueryError)?;
         }
         Ok(())
@@ -62,6 +61,12 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for ConnectionSetup 
 /// and runs the embedded migrations.
 pub fn connect(url: &str, max_size: u32) -> Result<DbPool, CoreError> {
     let target = url.strip_prefix("sqlite://").unwrap_or(url);
+    if Backend::of_url(url) == Backend::Sqlite {
+        // WAL is a property of the file: set it once, before the pool opens connections.
+        let mut conn = SqliteConnection::establish(target)
+            .map_err(|e| CoreError::Storage(format!("cannot open database: {e}")))?;
+        conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")?;
+    }
     let pool = Pool::builder()
         .max_size(max_size)
         .connection_customizer(Box::new(ConnectionSetup))

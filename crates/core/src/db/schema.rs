@@ -82,4 +82,11 @@ diesel::joinable!(challenges -> users (user_id));
 diesel::joinable!(challenges -> totp_factors (factor_id));
 diesel::joinable!(sessions -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(users, totp_factors, challenges, throttles, sessions, audit_log);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    totp_factors,
+    challenges,
+    throttles,
+    sessions,
+    audit_log
+);

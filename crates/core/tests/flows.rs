@@ -1,0 +1,558 @@
+//! Core rules tested exactly with a settable clock, on SQLite and on PostgreSQL.
+
+#[path = "../../../tests/support/postgres.rs"]
+mod postgres;
+
+use std::sync::Arc;
+use twofa_core::{
+    totp, Actor, ChallengeOutcome, Clock, Core, CoreConfig, CoreError, FactorState, LoginStep,
+    ManualClock, NewUser, Origin, SeededRandom, User,
+};
+
+/// 2026-01-01T00:00:10Z: ten seconds into a TOTP step.
+const T0: i64 = 1_767_225_610;
+
+struct Env {
+    core: Core,
+    clock: Arc<ManualClock>,
+    db_file: Option<std::path::PathBuf>,
+    _dir: tempfile::TempDir,
+}
+
+fn origin() -> Origin {
+    Origin::new("test", Some("192.0.2.1".into()))
+}
+
+fn env(url: Option<String>) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let db_file = url.is_none().then(|| dir.path().join("t.sqlite3"));
+    let url = url.unwrap_or_else(|| db_file.as_ref().unwrap().to_string_lossy().into_owned());
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut cfg = CoreConfig::new(url, [7; 32], vec![9; 32]);
+    cfg.pool_size = 8;
+    let core = Core::open(cfg, clock.clone(), Arc::new(SeededRandom::new(42))).unwrap();
+    Env {
+        core,
+        clock,
+        db_file,
+        _dir: dir,
+    }
+}
+
+impl Env {
+    async fn user(&self, name: &str, admin: bool) -> User {
+        let new = NewUser {
+            username: name.into(),
+            password: Some(format!("{name}-pw")),
+            is_admin: admin,
+            ..Default::default()
+        };
+        self.core.create_user(origin(), new).await.unwrap()
+    }
+
+    /// Enrolls TOTP for `user` and returns the raw secret. Leaves the clock one step on,
+    /// so the enrollment code's step is used up.
+    async fn enroll(&self, user: &User) -> Vec<u8> {
+        let setup = self
+            .core
+            .begin_totp_setup(origin(), user.id.clone(), "Test".into())
+            .await
+            .unwrap();
+        let secret = totp::secret_from_base32(&setup.secret_base32).unwrap();
+        let code = totp::code_at(&secret, self.clock.now()).unwrap();
+        let outcome = self
+            .core
+            .answer_challenge(origin(), setup.challenge_id, code)
+            .await
+            .unwrap();
+        assert!(matches!(outcome, ChallengeOutcome::SetupCompleted { .. }));
+        self.clock.advance(30);
+        secret
+    }
+
+    async fn login_challenge(&self, user: &User) -> String {
+        match self
+            .core
+            .password_login(
+                origin(),
+                user.username.clone(),
+                format!("{}-pw", user.username),
+                Some("web".into()),
+            )
+            .await
+            .unwrap()
+        {
+            LoginStep::SecondFactor { challenge_id, .. } => challenge_id,
+            LoginStep::Complete(_) => panic!("expected a second-factor challenge"),
+        }
+    }
+
+    async fn answer(&self, challenge: &str, code: &str) -> Result<ChallengeOutcome, CoreError> {
+        self.core
+            .answer_challenge(origin(), challenge.into(), code.into())
+            .await
+    }
+
+    fn code(&self, secret: &[u8], offset_secs: i64) -> String {
+        totp::code_at(secret, self.clock.now() + offset_secs).unwrap()
+    }
+}
+
+fn wrong(code: &str) -> String {
+    let d = (code.as_bytes()[0] - b'0' + 1) % 10;
+    format!("{d}{}", &code[1..])
+}
+
+async fn enrollment_then_login(e: Env) {
+    let u = e.user("alice", false).await;
+    assert_eq!(
+        e.core.totp_state(u.id.clone()).await.unwrap(),
+        FactorState::None
+    );
+    // Without a factor a password login completes.
+    assert!(matches!(
+        e.core
+            .password_login(origin(), "alice".into(), "alice-pw".into(), None)
+            .await
+            .unwrap(),
+        LoginStep::Complete(_)
+    ));
+    let secret = e.enroll(&u).await;
+    assert_eq!(
+        e.core.totp_state(u.id.clone()).await.unwrap(),
+        FactorState::Active
+    );
+    assert!(matches!(
+        e.core
+            .begin_totp_setup(origin(), u.id.clone(), "Test".into())
+            .await,
+        Err(CoreError::AlreadyBound)
+    ));
+    let challenge = e.login_challenge(&u).await;
+    match e.answer(&challenge, &e.code(&secret, 0)).await.unwrap() {
+        ChallengeOutcome::LoggedIn { session, service } => {
+            assert!(session.mfa);
+            assert_eq!(service.as_deref(), Some("web"));
+            let token = e
+                .core
+                .access_token(&session, "test", Default::default())
+                .unwrap();
+            assert_eq!(
+                e.core.verify_access_token(&token, "test").unwrap().sub,
+                "alice"
+            );
+            assert!(
+                e.core.verify_access_token(&token, "other").is_err(),
+                "tokens do not cross dialects"
+            );
+            e.clock.advance(600);
+            assert!(
+                e.core.verify_access_token(&token, "test").is_err(),
+                "expired after 10 minutes"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // The challenge is single use, even with the next valid code.
+    e.clock.advance(30);
+    assert!(matches!(
+        e.answer(&challenge, &e.code(&secret, 0)).await,
+        Err(CoreError::InvalidChallenge)
+    ));
+}
+
+async fn window_is_one_step(e: Env) {
+    let u = e.user("bob", false).await;
+    let secret = e.enroll(&u).await;
+    for (offset, ok) in [(-60, false), (60, false), (-30, true), (30, true)] {
+        e.clock.advance(120); // fresh steps, never replays
+        let c = e.login_challenge(&u).await;
+        let result = e.answer(&c, &e.code(&secret, offset)).await;
+        assert_eq!(result.is_ok(), ok, "offset {offset}: {result:?}");
+    }
+}
+
+async fn codes_are_single_use(e: Env) {
+    let u = e.user("carol", false).await;
+    let secret = e.enroll(&u).await;
+    let code = e.code(&secret, 0);
+    let first = e.login_challenge(&u).await;
+    let second = e.login_challenge(&u).await;
+    assert!(e.answer(&first, &code).await.is_ok());
+    assert!(
+        matches!(
+            e.answer(&second, &code).await,
+            Err(CoreError::IncorrectCode)
+        ),
+        "replay refused"
+    );
+    // A code from an earlier step than the last accepted one is refused too.
+    assert!(matches!(
+        e.answer(&second, &e.code(&secret, -30)).await,
+        Err(CoreError::IncorrectCode)
+    ));
+    e.clock.advance(30);
+    assert!(
+        e.answer(&second, &e.code(&secret, 0)).await.is_ok(),
+        "the next step works"
+    );
+}
+
+async fn concurrent_answers_with_one_code(e: Env) {
+    let u = e.user("dave", false).await;
+    let secret = e.enroll(&u).await;
+    let code = e.code(&secret, 0);
+    let mut challenges = Vec::new();
+    for _ in 0..8 {
+        challenges.push(e.login_challenge(&u).await);
+    }
+    // Also race two answers on one challenge.
+    challenges.push(challenges[0].clone());
+    let tasks: Vec<_> = challenges
+        .into_iter()
+        .map(|c| {
+            let core = e.core.clone();
+            let code = code.clone();
+            tokio::spawn(async move { core.answer_challenge(origin(), c, code).await })
+        })
+        .collect();
+    let mut successes = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            successes += 1;
+        }
+    }
+    assert_eq!(
+        successes, 1,
+        "exactly one concurrent answer with the same code succeeds"
+    );
+}
+
+async fn challenges_expire(e: Env) {
+    let u = e.user("erin", false).await;
+    let secret = e.enroll(&u).await;
+    let c = e.login_challenge(&u).await;
+    e.clock.advance(599);
+    let c2 = e.login_challenge(&u).await;
+    assert!(
+        e.answer(&c, &e.code(&secret, 0)).await.is_ok(),
+        "valid at 599 s"
+    );
+    e.clock.advance(600);
+    assert!(
+        matches!(
+            e.answer(&c2, &e.code(&secret, 0)).await,
+            Err(CoreError::InvalidChallenge)
+        ),
+        "expired at 600 s"
+    );
+    assert!(matches!(
+        e.answer("no-such-challenge", "123456").await,
+        Err(CoreError::InvalidChallenge)
+    ));
+}
+
+async fn setup_is_replaced_and_expires(e: Env) {
+    let u = e.user("frank", false).await;
+    let first = e
+        .core
+        .begin_totp_setup(origin(), u.id.clone(), "T".into())
+        .await
+        .unwrap();
+    let second = e
+        .core
+        .begin_totp_setup(origin(), u.id.clone(), "T".into())
+        .await
+        .unwrap();
+    assert_ne!(first.secret_base32, second.secret_base32);
+    let s1 = totp::secret_from_base32(&first.secret_base32).unwrap();
+    assert!(
+        matches!(
+            e.answer(&first.challenge_id, &e.code(&s1, 0)).await,
+            Err(CoreError::InvalidChallenge)
+        ),
+        "replaced"
+    );
+    assert_eq!(
+        e.core.totp_state(u.id.clone()).await.unwrap(),
+        FactorState::Pending
+    );
+    e.clock.advance(600);
+    let s2 = totp::secret_from_base32(&second.secret_base32).unwrap();
+    assert!(
+        matches!(
+            e.answer(&second.challenge_id, &e.code(&s2, 0)).await,
+            Err(CoreError::InvalidChallenge)
+        ),
+        "expired"
+    );
+    assert_eq!(
+        e.core.totp_state(u.id.clone()).await.unwrap(),
+        FactorState::Pending
+    );
+}
+
+async fn code_lockout_grows_and_resets(e: Env) {
+    let u = e.user("grace", false).await;
+    let secret = e.enroll(&u).await;
+    let c = e.login_challenge(&u).await;
+    let bad = wrong(&e.code(&secret, 0));
+    for i in 0..5 {
+        assert!(
+            matches!(e.answer(&c, &bad).await, Err(CoreError::IncorrectCode)),
+            "failure {i}"
+        );
+    }
+    // Locked for 30 s, for every challenge, even with the right code.
+    let other = e.login_challenge(&u).await;
+    assert!(matches!(
+        e.answer(&other, &e.code(&secret, 0)).await,
+        Err(CoreError::Locked { retry_after: 30 })
+    ));
+    e.clock.advance(29);
+    assert!(matches!(
+        e.answer(&c, &e.code(&secret, 0)).await,
+        Err(CoreError::Locked { retry_after: 1 })
+    ));
+    e.clock.advance(1);
+    // One more failure after the lockout: 60 s.
+    assert!(matches!(
+        e.answer(&c, &wrong(&e.code(&secret, 0))).await,
+        Err(CoreError::IncorrectCode)
+    ));
+    assert!(matches!(
+        e.answer(&c, &e.code(&secret, 0)).await,
+        Err(CoreError::Locked { retry_after: 60 })
+    ));
+    e.clock.advance(60);
+    assert!(
+        e.answer(&c, &e.code(&secret, 0)).await.is_ok(),
+        "works after the delay"
+    );
+    // Success reset the count: four failures do not lock.
+    e.clock.advance(30);
+    let c = e.login_challenge(&u).await;
+    for _ in 0..4 {
+        assert!(matches!(
+            e.answer(&c, &wrong(&e.code(&secret, 0))).await,
+            Err(CoreError::IncorrectCode)
+        ));
+    }
+    assert!(e.answer(&c, &e.code(&secret, 0)).await.is_ok());
+    let log = e
+        .core
+        .audit_events(Some("grace".into()), 100)
+        .await
+        .unwrap();
+    assert!(log.iter().any(|ev| ev.event == "code.locked"));
+    assert!(log.iter().all(|ev| ev
+        .detail
+        .as_deref()
+        .is_none_or(|d| !d.contains(&e.code(&secret, 0)))));
+}
+
+async fn password_lockout(e: Env) {
+    e.user("heidi", false).await;
+    let login = |pw: &str| {
+        e.core
+            .password_login(origin(), "heidi".into(), pw.into(), None)
+    };
+    for _ in 0..5 {
+        assert!(matches!(
+            login("nope").await,
+            Err(CoreError::InvalidCredentials)
+        ));
+    }
+    assert!(matches!(
+        login("heidi-pw").await,
+        Err(CoreError::Locked { retry_after: 5 })
+    ));
+    e.clock.advance(5);
+    assert!(login("heidi-pw").await.is_ok());
+    // Unknown users are limited the same way, with the same error.
+    for _ in 0..5 {
+        assert!(matches!(
+            e.core
+                .password_login(origin(), "nobody".into(), "x".into(), None)
+                .await,
+            Err(CoreError::InvalidCredentials)
+        ));
+    }
+    assert!(matches!(
+        e.core
+            .password_login(origin(), "nobody".into(), "x".into(), None)
+            .await,
+        Err(CoreError::Locked { .. })
+    ));
+    // Failures spread over more than five minutes never lock.
+    for _ in 0..8 {
+        e.clock.advance(100);
+        assert!(matches!(
+            login("nope").await,
+            Err(CoreError::InvalidCredentials)
+        ));
+    }
+}
+
+async fn sessions_refresh_and_revoke(e: Env) {
+    e.user("ivan", false).await;
+    let LoginStep::Complete(session) = e
+        .core
+        .password_login(origin(), "ivan".into(), "ivan-pw".into(), None)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let csrf = session.csrf_token.clone().unwrap();
+    let r = e
+        .core
+        .refresh_session(origin(), session.refresh_token.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.user.username, "ivan");
+    assert!(matches!(
+        e.core
+            .refresh_session(origin(), session.refresh_token.clone(), Some("bad".into()))
+            .await,
+        Err(CoreError::InvalidToken)
+    ));
+    let rotated = e
+        .core
+        .refresh_session(origin(), session.refresh_token.clone(), Some(csrf.clone()))
+        .await
+        .unwrap();
+    let new_csrf = rotated.csrf_token.unwrap();
+    assert_ne!(new_csrf, csrf);
+    assert!(
+        e.core
+            .refresh_session(origin(), session.refresh_token.clone(), Some(csrf))
+            .await
+            .is_err(),
+        "old CSRF token is spent"
+    );
+    assert!(matches!(
+        e.core
+            .refresh_session(
+                Origin::new("other", None),
+                session.refresh_token.clone(),
+                None
+            )
+            .await,
+        Err(CoreError::InvalidToken)
+    ));
+    e.core
+        .logout(origin(), session.refresh_token.clone())
+        .await
+        .unwrap();
+    assert!(matches!(
+        e.core
+            .refresh_session(origin(), session.refresh_token, None)
+            .await,
+        Err(CoreError::InvalidToken)
+    ));
+}
+
+async fn admin_reset(e: Env) {
+    let admin = e.user("root", true).await;
+    let plain = e.user("judy", false).await;
+    let u = e.user("ken", false).await;
+    e.enroll(&u).await;
+    assert!(matches!(
+        e.core
+            .reset_second_factors(origin(), Actor::User(plain.id.clone()), "ken".into())
+            .await,
+        Err(CoreError::Forbidden)
+    ));
+    assert_eq!(
+        e.core.totp_state(u.id.clone()).await.unwrap(),
+        FactorState::Active
+    );
+    assert!(matches!(
+        e.core
+            .reset_second_factors(origin(), Actor::User(admin.id.clone()), "nobody".into())
+            .await,
+        Err(CoreError::UserNotFound)
+    ));
+    e.core
+        .reset_second_factors(origin(), Actor::User(admin.id), "ken".into())
+        .await
+        .unwrap();
+    assert_eq!(e.core.totp_state(u.id).await.unwrap(), FactorState::None);
+    assert!(matches!(
+        e.core
+            .password_login(origin(), "ken".into(), "ken-pw".into(), None)
+            .await
+            .unwrap(),
+        LoginStep::Complete(_)
+    ));
+}
+
+/// Nothing secret in the SQLite file: TOTP secrets, challenge ids, refresh tokens.
+async fn no_plaintext_secrets_on_disk(e: Env) {
+    let Some(file) = e.db_file.clone() else {
+        return;
+    };
+    let u = e.user("leo", false).await;
+    let setup = e
+        .core
+        .begin_totp_setup(origin(), u.id.clone(), "T".into())
+        .await
+        .unwrap();
+    let raw = totp::secret_from_base32(&setup.secret_base32).unwrap();
+    let LoginStep::Complete(session) = e
+        .core
+        .password_login(origin(), "leo".into(), "leo-pw".into(), None)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes.extend(std::fs::read(file.with_extension("sqlite3-wal")).unwrap_or_default());
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(b"leo"), "the scan reads the data");
+    for secret in [
+        setup.secret_base32.as_bytes(),
+        &raw,
+        setup.challenge_id.as_bytes(),
+        session.refresh_token.as_bytes(),
+        b"leo-pw",
+    ] {
+        assert!(
+            !contains(secret),
+            "plaintext secret found in the database file"
+        );
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::env(None)).await })*
+        }
+        mod postgres_backend {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                if let Some(url) = super::postgres::fresh_database(stringify!($name)) {
+                    super::$name(super::env(Some(url))).await
+                }
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    enrollment_then_login,
+    window_is_one_step,
+    codes_are_single_use,
+    concurrent_answers_with_one_code,
+    challenges_expire,
+    setup_is_replaced_and_expires,
+    code_lockout_grows_and_resets,
+    password_lockout,
+    sessions_refresh_and_revoke,
+    admin_reset,
+    no_plaintext_secrets_on_disk,
+);

@@ -1,0 +1,213 @@
+//! Configuration: command-line flags and `TWOFA_*` environment variables, over an
+//! optional TOML file with the same keys, over defaults.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+use crate::dialects;
+
+/// Every setting, each optional so that layers can be merged.
+#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigValues {
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, env = "TWOFA_BIND", global = true)]
+    pub bind: Option<String>,
+    /// Directory for the SQLite file, key files and outbox [default: ./data]
+    #[arg(long, env = "TWOFA_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// `postgres://…` or a SQLite path [default: <data dir>/twofa.sqlite3]
+    #[arg(long, env = "TWOFA_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Comma-separated dialects to mount [default: all that are built]
+    #[arg(long, env = "TWOFA_DIALECTS", global = true)]
+    pub dialects: Option<String>,
+    /// Password of the `admin` user created on an empty database [default: random, logged once]
+    #[arg(
+        long,
+        env = "TWOFA_ADMIN_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
+    pub admin_password: Option<String>,
+    /// AES-256 key for secrets at rest, 64 hex digits or base64 [default: <data dir>/master.key]
+    #[arg(long, env = "TWOFA_MASTER_KEY", global = true, hide_env_values = true)]
+    pub master_key: Option<String>,
+    /// HS256 key for access tokens, 64 hex digits or base64 [default: <data dir>/jwt.key]
+    #[arg(long, env = "TWOFA_JWT_KEY", global = true, hide_env_values = true)]
+    pub jwt_key: Option<String>,
+    /// Issuer shown in authenticator apps for UCloud enrollments [default: UCloud]
+    #[arg(long, env = "TWOFA_UCLOUD_ISSUER", global = true)]
+    pub ucloud_issuer: Option<String>,
+    /// Mark cookies Secure (set when served over HTTPS) [default: false]
+    #[arg(long, env = "TWOFA_SECURE_COOKIES", global = true)]
+    pub secure_cookies: Option<bool>,
+    /// HTTP worker threads [default: one per core]
+    #[arg(long, env = "TWOFA_WORKERS", global = true)]
+    pub workers: Option<usize>,
+    /// Database connections in the pool [default: 16]
+    #[arg(long, env = "TWOFA_POOL_SIZE", global = true)]
+    pub pool_size: Option<u32>,
+    /// Log filter, e.g. `info` or `twofa_core=debug` [default: info]
+    #[arg(long, env = "TWOFA_LOG", global = true)]
+    pub log: Option<String>,
+}
+
+impl ConfigValues {
+    /// `self` where set, else `fallback`.
+    fn or(self, fallback: ConfigValues) -> ConfigValues {
+        ConfigValues {
+            bind: self.bind.or(fallback.bind),
+            data_dir: self.data_dir.or(fallback.data_dir),
+            database_url: self.database_url.or(fallback.database_url),
+            dialects: self.dialects.or(fallback.dialects),
+            admin_password: self.admin_password.or(fallback.admin_password),
+            master_key: self.master_key.or(fallback.master_key),
+            jwt_key: self.jwt_key.or(fallback.jwt_key),
+            ucloud_issuer: self.ucloud_issuer.or(fallback.ucloud_issuer),
+            secure_cookies: self.secure_cookies.or(fallback.secure_cookies),
+            workers: self.workers.or(fallback.workers),
+            pool_size: self.pool_size.or(fallback.pool_size),
+            log: self.log.or(fallback.log),
+        }
+    }
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: String,
+    pub data_dir: PathBuf,
+    pub database_url: String,
+    pub dialects: Vec<&'static str>,
+    pub admin_password: Option<String>,
+    pub master_key: Option<String>,
+    pub jwt_key: Option<String>,
+    pub ucloud_issuer: String,
+    pub secure_cookies: bool,
+    pub workers: Option<usize>,
+    pub pool_size: u32,
+    pub log: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("invalid config file {0}: {1}")]
+    Parse(PathBuf, toml::de::Error),
+    #[error("unknown dialect {0:?} (built: {1})")]
+    UnknownDialect(String, String),
+}
+
+impl Settings {
+    /// Merges `values` (flags and environment) over the TOML file at `file`, if any.
+    pub fn load(values: ConfigValues, file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let from_file = match file {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e))?
+            }
+            None => ConfigValues::default(),
+        };
+        let v = values.or(from_file);
+        let data_dir = v.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
+        let database_url = v.database_url.unwrap_or_else(|| {
+            data_dir
+                .join("twofa.sqlite3")
+                .to_string_lossy()
+                .into_owned()
+        });
+        let dialects = match v.dialects {
+            None => dialects::ALL.iter().map(|d| d.name).collect(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|name| {
+                    dialects::find(name).map(|d| d.name).ok_or_else(|| {
+                        ConfigError::UnknownDialect(
+                            name.into(),
+                            dialects::ALL
+                                .iter()
+                                .map(|d| d.name)
+                                .collect::<Vec<_>>()
+                                .join(","),
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Settings {
+            bind: v.bind.unwrap_or_else(|| "127.0.0.1:8080".into()),
+            data_dir,
+            database_url,
+            dialects,
+            admin_password: v.admin_password,
+            master_key: v.master_key,
+            jwt_key: v.jwt_key,
+            ucloud_issuer: v.ucloud_issuer.unwrap_or_else(|| "UCloud".into()),
+            secure_cookies: v.secure_cookies.unwrap_or(false),
+            workers: v.workers,
+            pool_size: v.pool_size.unwrap_or(16),
+            log: v.log.unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let s = Settings::load(ConfigValues::default(), None).unwrap();
+        assert_eq!(s.bind, "127.0.0.1:8080");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert!(s.database_url.ends_with("twofa.sqlite3"));
+        assert_eq!(s.dialects, vec!["ucloud"]);
+    }
+
+    #[test]
+    fn flags_override_file_and_unknown_keys_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twofa.toml");
+        std::fs::write(
+            &path,
+            "bind = \"0.0.0.0:9000\"\ndata_dir = \"/var/lib/twofa\"\nucloud_issuer = \"Example\"\n",
+        )
+        .unwrap();
+        let flags = ConfigValues {
+            bind: Some("127.0.0.1:1".into()),
+            ..Default::default()
+        };
+        let s = Settings::load(flags, Some(&path)).unwrap();
+        assert_eq!(s.bind, "127.0.0.1:1");
+        assert_eq!(s.data_dir, PathBuf::from("/var/lib/twofa"));
+        assert_eq!(s.ucloud_issuer, "Example");
+
+        std::fs::write(&path, "bindd = \"x\"\n").unwrap();
+        assert!(matches!(
+            Settings::load(ConfigValues::default(), Some(&path)),
+            Err(ConfigError::Parse(..))
+        ));
+    }
+
+    #[test]
+    fn dialect_list() {
+        let v = ConfigValues {
+            dialects: Some(" ucloud ,".into()),
+            ..Default::default()
+        };
+        assert_eq!(Settings::load(v, None).unwrap().dialects, vec!["ucloud"]);
+        let v = ConfigValues {
+            dialects: Some("ucloud,nope".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            Settings::load(v, None),
+            Err(ConfigError::UnknownDialect(..))
+        ));
+    }
+}

@@ -1,0 +1,52 @@
+//! The dialects this binary is built with. Adding one is a line here.
+
+use actix_web::web::ServiceConfig;
+use twofa_core::Core;
+use utoipa::OpenApi;
+
+use crate::config::Settings;
+
+pub struct Dialect {
+    pub name: &'static str,
+    /// Where the server serves its OpenAPI document.
+    pub doc_path: &'static str,
+    pub openapi: fn() -> utoipa::openapi::OpenApi,
+    pub mount: fn(&mut ServiceConfig, Core, &Settings),
+}
+
+pub const ALL: &[Dialect] = &[Dialect {
+    name: twofa_api_ucloud::DIALECT,
+    doc_path: "/openapi/ucloud.json",
+    openapi: twofa_api_ucloud::UcloudApi::openapi,
+    mount: |cfg, core, settings| {
+        let ucloud = twofa_api_ucloud::UcloudSettings {
+            issuer: settings.ucloud_issuer.clone(),
+            secure_cookies: settings.secure_cookies,
+            ..Default::default()
+        };
+        twofa_api_ucloud::configure(core, ucloud)(cfg)
+    },
+}];
+
+pub fn find(name: &str) -> Option<&'static Dialect> {
+    ALL.iter().find(|d| d.name == name)
+}
+
+/// The committed documents in `openapi/` must match what the code generates.
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn committed_openapi_documents_match_the_code() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../openapi");
+        for dialect in super::ALL {
+            let path = dir.join(format!("{}.json", dialect.name));
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            let generated = crate::openapi_json(dialect);
+            assert!(
+                committed == generated,
+                "{} is out of date: run `cargo run -p twofa-server -- openapi --out openapi`",
+                path.display()
+            );
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Starts the real `twofa` binary on a free port, on SQLite or PostgreSQL, and talks
+//! to it over HTTP as a client would.
+
+use base64::Engine;
+use reqwest::blocking::{Client, Response};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::postgres;
+
+pub const ADMIN_PASSWORD: &str = "admin-secret-pw";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Server {
+    child: Option<Child>,
+    pub base: String,
+    pub data_dir: tempfile::TempDir,
+    pub database_url: String,
+    pub backend: Backend,
+    pub http: Client,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    /// `None` when the PostgreSQL variant is skipped (see tests/support/postgres.rs).
+    pub fn start(backend: Backend, test: &str) -> Option<Server> {
+        let data_dir = tempfile::tempdir().unwrap();
+        let database_url = match backend {
+            Backend::Sqlite => data_dir
+                .path()
+                .join("twofa.sqlite3")
+                .to_string_lossy()
+                .into_owned(),
+            Backend::Postgres => postgres::fresh_database(test)?,
+        };
+        let mut server = Server {
+            child: None,
+            base: String::new(),
+            data_dir,
+            database_url,
+            backend,
+            http: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        };
+        // A port taken between probing and binding is retried.
+        for _ in 0..5 {
+            let port = free_port();
+            let child = server
+                .command()
+                .arg("serve")
+                .env("TWOFA_BIND", format!("127.0.0.1:{port}"))
+                .spawn()
+                .unwrap();
+            server.child = Some(child);
+            server.base = format!("http://127.0.0.1:{port}");
+            if server.wait_ready() {
+                return Some(server);
+            }
+            server.kill();
+        }
+        panic!("twofa did not start");
+    }
+
+    /// The binary with this server's configuration.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_twofa"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("TWOFA_DATA_DIR", self.data_dir.path())
+            .env("TWOFA_DATABASE_URL", &self.database_url)
+            .env("TWOFA_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("TWOFA_WORKERS", "2")
+            .env("TWOFA_LOG", "warn")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                eprintln!("twofa exited early: {status}");
+                return false;
+            }
+            if self
+                .http
+                .get(self.url("/healthz"))
+                .send()
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Waits for the server process to exit and returns whether it exited cleanly.
+    pub fn wait_exit(&mut self) -> bool {
+        self.child.take().unwrap().wait().unwrap().success()
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs `twofa <args>` against this server's database; returns stdout.
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> String {
+        use std::io::Write;
+        let mut cmd = self.command();
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if stdin.is_some() {
+            cmd.stdin(Stdio::piped());
+        }
+        let mut child = cmd.spawn().unwrap();
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "twofa {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    pub fn add_user(&self, username: &str, password: &str) {
+        self.cli(
+            &["user", "add", "--username", username, "--password-stdin"],
+            Some(&format!("{password}\n")),
+        );
+    }
+
+    /// Runs SQL on the server's database (to age a challenge, say) through the core's
+    /// own connection type.
+    pub fn sql(&self, statement: &str) {
+        use diesel::connection::SimpleConnection;
+        let pool = twofa_core::db::connect(&self.database_url, 1).unwrap();
+        pool.get().unwrap().batch_execute(statement).unwrap();
+    }
+
+    pub fn sqlite_file(&self) -> Option<PathBuf> {
+        (self.backend == Backend::Sqlite).then(|| PathBuf::from(&self.database_url))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The status and JSON body (Null when empty) of a response.
+pub fn json(r: Response) -> (u16, serde_json::Value) {
+    let status = r.status().as_u16();
+    let text = r.text().unwrap();
+    let body = if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+    };
+    (status, body)
+}
+
+/// A UCloud error body.
+pub fn why(text: &str) -> serde_json::Value {
+    serde_json::json!({"why": text, "errorCode": null})
+}
+
+/// The TOTP code for a base32 secret at `now + offset` seconds, computed independently
+/// of the server, as an authenticator app would.
+pub fn code(secret_b32: &str, offset: i64) -> String {
+    let secret = totp_rs::Secret::try_from_base32(secret_b32).unwrap();
+    let totp = totp_rs::Builder::new()
+        .with_secret(secret.as_bytes().to_vec())
+        .build()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    totp.generate((now + offset) as u64).to_string()
+}
+
+/// Decodes a `data:image/png;base64,` QR code to its text.
+pub fn decode_qr(data_uri: &str) -> String {
+    let b64 = data_uri
+        .strip_prefix("data:image/png;base64,")
+        .expect("a PNG data URI");
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    let image = image::load_from_memory(&png).unwrap().to_luma8();
+    let mut prepared = rqrr::PreparedImage::prepare(image);
+    let grids = prepared.detect_grids();
+    assert_eq!(grids.len(), 1, "one QR code in the image");
+    grids[0].decode().unwrap().1
+}
