@@ -5,7 +5,7 @@ use actix_web::http::header;
 use actix_web::{post, HttpRequest, HttpResponse};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::Serialize;
-use twofa_core::{LoginStep, Session};
+use twofa_core::{LoginStep, Password, Session};
 
 use crate::error::{ApiError, CommonErrorMessage};
 use crate::extract::{core, origin, settings, FormBody};
@@ -111,7 +111,7 @@ pub async fn login(
         .password_login(
             origin(&req),
             form.username,
-            form.password,
+            Password::Plain(form.password),
             Some(service.clone()),
         )
         .await?;

@@ -8,7 +8,7 @@
 use diesel::prelude::*;
 
 use crate::audit;
-use crate::crypto::hash_token;
+use crate::crypto::{hash_token, Password};
 use crate::db::schema::{challenges, totp_factors, users};
 use crate::db::{write_tx, DbConnection};
 use crate::random::{random_hex, random_uuid};
@@ -203,7 +203,7 @@ impl Core {
         &self,
         origin: Origin,
         username: String,
-        password: String,
+        password: Password,
         service: Option<String>,
     ) -> CoreResult<LoginStep> {
         self.run(move |inner, conn| {

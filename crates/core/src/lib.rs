@@ -19,6 +19,7 @@ use std::sync::Arc;
 pub use audit::AuditEvent;
 pub use challenges::{ChallengeOutcome, FactorState, LoginStep, TotpSetup};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use crypto::Password;
 pub use error::{CoreError, CoreResult};
 pub use random::{OsRandom, RandomSource, SeededRandom};
 pub use sessions::{AccessClaims, Session};

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::audit::{self, Subject};
-use crate::crypto::{dummy_password_hash, hash_password, verify_password};
+use crate::crypto::{dummy_password_hash, hash_password, verify_password, Password};
 use crate::db::schema::users;
 use crate::db::{write_tx, DbConnection};
 use crate::random::{random_hex, random_uuid};
@@ -164,7 +164,7 @@ impl Core {
             let hash = new
                 .password
                 .as_deref()
-                .map(|p| hash_password(inner.rng(), p))
+                .map(|p| hash_password(inner.rng(), &Password::Plain(p.to_string())))
                 .transpose()?;
             insert_user(inner, conn, &origin, new, hash)
         })
@@ -208,7 +208,7 @@ impl Core {
             let password = password
                 .or_else(|| generated.clone())
                 .expect("one of them is set");
-            let hash = hash_password(inner.rng(), &password)?;
+            let hash = hash_password(inner.rng(), &Password::Plain(password))?;
             let new = NewUser {
                 username: "admin".into(),
                 is_admin: true,
@@ -227,7 +227,7 @@ impl Core {
         conn: &mut DbConnection,
         origin: &Origin,
         username: &str,
-        password: &str,
+        password: &Password,
     ) -> CoreResult<User> {
         let key = throttle::password_key(username);
         let now = inner.now();

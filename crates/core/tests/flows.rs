@@ -76,7 +76,7 @@ impl Env {
             .password_login(
                 origin(),
                 user.username.clone(),
-                format!("{}-pw", user.username),
+                format!("{}-pw", user.username).into(),
                 Some("web".into()),
             )
             .await
