@@ -84,7 +84,9 @@ impl From<CoreError> for ApiError {
         match e {
             CoreError::InvalidCredentials | CoreError::UserDisabled => ApiError::InvalidCredentials,
             // Kotlin answers an unknown or expired challenge exactly like a wrong code.
-            CoreError::IncorrectCode | CoreError::InvalidChallenge => ApiError::IncorrectCode,
+            CoreError::IncorrectCode | CoreError::InvalidChallenge | CoreError::NoSecondFactor => {
+                ApiError::IncorrectCode
+            }
             CoreError::AlreadyBound => ApiError::AlreadyBound,
             CoreError::Locked { retry_after } => ApiError::Locked { retry_after },
             CoreError::InvalidToken | CoreError::UserNotFound => ApiError::Unauthorized,

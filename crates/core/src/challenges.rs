@@ -111,6 +111,98 @@ fn insert_challenge(
     Ok(id)
 }
 
+/// One code attempt by one user: the lockout check, the TOTP match, the atomic
+/// single-use step update, and the failure count, shared by every way a code arrives.
+struct CodeCheck<'a> {
+    inner: &'a Inner,
+    origin: &'a Origin,
+    user: &'a UserRow,
+}
+
+impl CodeCheck<'_> {
+    fn subject(&self) -> audit::Subject<'_> {
+        Some((self.user.id.as_str(), self.user.username.as_str()))
+    }
+
+    /// The step `code` matches, checked outside any transaction (it is CPU work).
+    /// Refused while the user is locked out; a wrong code is counted.
+    fn matching_step(
+        &self,
+        conn: &mut DbConnection,
+        factor_id: &str,
+        sealed: &[u8],
+        code: &str,
+    ) -> CoreResult<i64> {
+        let now = self.inner.now();
+        throttle::check(conn, &throttle::codes_key(&self.user.id), now)?;
+        let secret = self.inner.secrets.open(factor_id, sealed)?;
+        match totp::matching_step(&secret, code, now)? {
+            Some(step) => Ok(step),
+            None => {
+                record_code_failure(self.inner, conn, self.origin, self.user, "wrong code")?;
+                Err(CoreError::IncorrectCode)
+            }
+        }
+    }
+
+    /// Inside the write transaction: moves the factor's last used step forward to
+    /// `step`, or fails with `IncorrectCode` if that step was already used (a replay).
+    /// `activate` confirms a pending factor instead.
+    fn accept_step(
+        &self,
+        conn: &mut DbConnection,
+        factor_id: &str,
+        step: i64,
+        activate: bool,
+        what: &str,
+    ) -> CoreResult<()> {
+        let now = self.inner.now();
+        let factor = totp_factors::table
+            .filter(totp_factors::id.eq(factor_id))
+            .filter(totp_factors::active.eq(!activate))
+            .filter(totp_factors::last_step.lt(step));
+        let advanced = if activate {
+            diesel::update(factor)
+                .set((
+                    totp_factors::active.eq(true),
+                    totp_factors::activated_at.eq(now),
+                    totp_factors::last_step.eq(step),
+                ))
+                .execute(conn)?
+        } else {
+            diesel::update(factor)
+                .set(totp_factors::last_step.eq(step))
+                .execute(conn)?
+        };
+        if advanced != 1 {
+            return Err(CoreError::IncorrectCode);
+        }
+        throttle::clear(conn, &throttle::codes_key(&self.user.id))?;
+        audit::record(
+            self.inner,
+            conn,
+            self.origin,
+            "code.accepted",
+            self.subject(),
+            Some(what),
+        )
+    }
+
+    /// After the write transaction: a replay rolled it back and is counted as a failure.
+    fn count_replay<T>(&self, conn: &mut DbConnection, outcome: CoreResult<T>) -> CoreResult<T> {
+        if let Err(CoreError::IncorrectCode) = outcome {
+            record_code_failure(
+                self.inner,
+                conn,
+                self.origin,
+                self.user,
+                "code already used",
+            )?;
+        }
+        outcome
+    }
+}
+
 /// Counts a wrong (or replayed) code against the user and audits it.
 fn record_code_failure(
     inner: &Inner,
@@ -312,16 +404,13 @@ impl Core {
             if setup && challenge.active {
                 return Err(CoreError::AlreadyBound);
             }
-            throttle::check(conn, &throttle::codes_key(&user.id), now)?;
-
-            let secret = inner
-                .secrets
-                .open(&challenge.factor_id, &challenge.secret_sealed)?;
-            let Some(step) = totp::matching_step(&secret, &code, now)? else {
-                record_code_failure(inner, conn, &origin, &user, "wrong code")?;
-                return Err(CoreError::IncorrectCode);
+            let check = CodeCheck {
+                inner,
+                origin: &origin,
+                user: &user,
             };
-
+            let step =
+                check.matching_step(conn, &challenge.factor_id, &challenge.secret_sealed, &code)?;
             let outcome = write_tx(conn, |conn| {
                 let claimed = diesel::update(
                     challenges::table
@@ -334,39 +423,9 @@ impl Core {
                 if claimed != 1 {
                     return Err(CoreError::InvalidChallenge);
                 }
-                let factor = totp_factors::table
-                    .filter(totp_factors::id.eq(&challenge.factor_id))
-                    .filter(totp_factors::active.eq(!setup))
-                    .filter(totp_factors::last_step.lt(step));
-                let advanced = if setup {
-                    diesel::update(factor)
-                        .set((
-                            totp_factors::active.eq(true),
-                            totp_factors::activated_at.eq(now),
-                            totp_factors::last_step.eq(step),
-                        ))
-                        .execute(conn)?
-                } else {
-                    diesel::update(factor)
-                        .set(totp_factors::last_step.eq(step))
-                        .execute(conn)?
-                };
-                if advanced != 1 {
-                    // The code's step was already used: a replay.
-                    return Err(CoreError::IncorrectCode);
-                }
-                throttle::clear(conn, &throttle::codes_key(&user.id))?;
-                let subject = Some((user.id.as_str(), user.username.as_str()));
-                audit::record(
-                    inner,
-                    conn,
-                    &origin,
-                    "code.accepted",
-                    subject,
-                    Some(&challenge.kind),
-                )?;
+                check.accept_step(conn, &challenge.factor_id, step, setup, &challenge.kind)?;
                 if setup {
-                    audit::record(inner, conn, &origin, "totp.enrolled", subject, None)?;
+                    audit::record(inner, conn, &origin, "totp.enrolled", check.subject(), None)?;
                     Ok(ChallengeOutcome::SetupCompleted {
                         user: user.clone().into(),
                     })
@@ -379,10 +438,46 @@ impl Core {
                     })
                 }
             });
-            if let Err(CoreError::IncorrectCode) = outcome {
-                record_code_failure(inner, conn, &origin, &user, "code already used")?;
+            check.count_replay(conn, outcome)
+        })
+        .await
+    }
+
+    /// Checks a code of the user's active authenticator without a challenge (for
+    /// dialects that send the code with the login). Single use and brute-force limited
+    /// exactly like a challenge answer.
+    pub async fn verify_totp(
+        &self,
+        origin: Origin,
+        user_id: String,
+        code: String,
+    ) -> CoreResult<()> {
+        self.run(move |inner, conn| {
+            let found: Option<(String, Vec<u8>, UserRow)> = totp_factors::table
+                .inner_join(users::table)
+                .filter(totp_factors::user_id.eq(&user_id))
+                .filter(totp_factors::active.eq(true))
+                .select((
+                    totp_factors::id,
+                    totp_factors::secret_sealed,
+                    UserRow::as_select(),
+                ))
+                .first(conn)
+                .optional()?;
+            let (factor_id, sealed, user) = found.ok_or(CoreError::NoSecondFactor)?;
+            if user.disabled {
+                return Err(CoreError::UserDisabled);
             }
-            outcome
+            let check = CodeCheck {
+                inner,
+                origin: &origin,
+                user: &user,
+            };
+            let step = check.matching_step(conn, &factor_id, &sealed, &code)?;
+            let outcome = write_tx(conn, |conn| {
+                check.accept_step(conn, &factor_id, step, false, "direct")
+            });
+            check.count_replay(conn, outcome)
         })
         .await
     }

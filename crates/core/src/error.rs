@@ -13,6 +13,8 @@ pub enum CoreError {
     /// Unknown, expired or already used challenge.
     #[error("challenge is unknown, expired or used")]
     InvalidChallenge,
+    #[error("no active second factor")]
+    NoSecondFactor,
     #[error("an authenticator is already bound to this account")]
     AlreadyBound,
     #[error("too many failed attempts; retry in {retry_after} s")]

@@ -526,6 +526,43 @@ async fn no_plaintext_secrets_on_disk(e: Env) {
     }
 }
 
+async fn direct_code_checks(e: Env) {
+    let u = e.user("mike", false).await;
+    let verify = |code: String| e.core.verify_totp(origin(), u.id.clone(), code);
+    assert!(matches!(
+        verify("123456".into()).await,
+        Err(CoreError::NoSecondFactor)
+    ));
+    let secret = e.enroll(&u).await;
+    let code = e.code(&secret, 0);
+    verify(code.clone()).await.unwrap();
+    assert!(
+        matches!(verify(code.clone()).await, Err(CoreError::IncorrectCode)),
+        "replay"
+    );
+    // The same step is used up for challenges too.
+    let c = e.login_challenge(&u).await;
+    assert!(matches!(
+        e.answer(&c, &code).await,
+        Err(CoreError::IncorrectCode)
+    ));
+    // Direct checks and challenge answers share one failure count (two so far).
+    for _ in 0..3 {
+        assert!(matches!(
+            verify(wrong(&code)).await,
+            Err(CoreError::IncorrectCode)
+        ));
+    }
+    assert!(matches!(
+        e.answer(&c, &e.code(&secret, 30)).await,
+        Err(CoreError::Locked { .. })
+    ));
+    assert!(matches!(
+        verify(e.code(&secret, 30)).await,
+        Err(CoreError::Locked { .. })
+    ));
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -555,4 +592,5 @@ on_both_backends!(
     sessions_refresh_and_revoke,
     admin_reset,
     no_plaintext_secrets_on_disk,
+    direct_code_checks,
 );
