@@ -26,6 +26,9 @@ struct Args {
     /// Server worker threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Database connections [default: the server's, 1 for SQLite, 16 for PostgreSQL].
+    #[arg(long)]
+    pool_size: Option<u32>,
     /// Database URL [default: a SQLite file in a temporary directory].
     #[arg(long)]
     database_url: Option<String>,
@@ -84,6 +87,15 @@ async fn seed(core: &Core, clock: &ShiftedClock, n: usize) -> Vec<(String, Vec<u
     seeded
 }
 
+/// CPU seconds (user + system) this process has used, from /proc (Linux).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i].as_secs_f64() * 1000.0
@@ -100,7 +112,9 @@ fn main() {
     });
     let clock = Arc::new(ShiftedClock(AtomicI64::new(0)));
     let mut cfg = CoreConfig::new(database_url.clone(), [1; 32], vec![2; 32]);
-    cfg.pool_size = 16;
+    if let Some(size) = args.pool_size {
+        cfg.pool_size = size;
+    }
     let core = Core::open(cfg, clock.clone(), Arc::new(OsRandom)).expect("open database");
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -144,6 +158,7 @@ fn main() {
         .pool_max_idle_per_host(args.concurrency)
         .build()
         .unwrap();
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let results: Vec<(Duration, bool)> = runtime.block_on(async {
         let tasks: Vec<_> = (0..args.concurrency)
@@ -188,6 +203,7 @@ fn main() {
         all
     });
     let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu_before.zip(cpu_seconds()).map(|(a, b)| b - a);
     runtime.block_on(handle.stop(true));
 
     let ok = results.iter().filter(|r| r.1).count();
@@ -204,4 +220,11 @@ fn main() {
         percentile(&latencies, 0.99),
         100.0 * ok as f64 / results.len().max(1) as f64
     );
+    if let Some(cpu) = cpu {
+        println!(
+            "CPU used while answering (client and server together): {:.2} s, {:.3} ms per answer",
+            cpu,
+            1000.0 * cpu / results.len().max(1) as f64
+        );
+    }
 }

@@ -279,11 +279,13 @@ impl Core {
                 })
             })
             .await?;
-        // Rendering the QR code is CPU work: keep it out of the write transaction.
+        // Rendering the QR code is CPU work: off the async threads, without a connection.
         let otpauth_uri = totp::otpauth_uri(&issuer, &user.username, &secret);
+        let uri = otpauth_uri.clone();
+        let qr_png_data_uri = self.cpu(move |_| totp::qr_png_data_uri(&uri)).await??;
         Ok(TotpSetup {
             secret_base32: totp::secret_to_base32(&secret),
-            qr_png_data_uri: totp::qr_png_data_uri(&otpauth_uri)?,
+            qr_png_data_uri,
             otpauth_uri,
             challenge_id,
         })
@@ -298,8 +300,8 @@ impl Core {
         password: Password,
         service: Option<String>,
     ) -> CoreResult<LoginStep> {
+        let user = self.authenticate(&origin, &username, password).await?;
         self.run(move |inner, conn| {
-            let user = Core::authenticate(inner, conn, &origin, &username, &password)?;
             let factor: Option<String> = totp_factors::table
                 .filter(totp_factors::user_id.eq(&user.id))
                 .filter(totp_factors::active.eq(true))

@@ -46,9 +46,10 @@ pub struct CoreConfig {
 impl CoreConfig {
     /// Defaults for everything but the database and keys.
     pub fn new(database_url: impl Into<String>, master_key: [u8; 32], jwt_key: Vec<u8>) -> Self {
+        let database_url = database_url.into();
         CoreConfig {
-            database_url: database_url.into(),
-            pool_size: 16,
+            pool_size: Backend::of_url(&database_url).default_pool_size(),
+            database_url,
             master_key,
             jwt_key,
             jwt_issuer: "twofa".into(),
@@ -84,6 +85,9 @@ pub struct Core {
 
 pub(crate) struct Inner {
     pub(crate) pool: DbPool,
+    /// One permit per pooled connection: requests beyond that wait here, asynchronously,
+    /// instead of parking blocking-pool threads on the pool.
+    db_permits: tokio::sync::Semaphore,
     pub(crate) backend: Backend,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) rng: Arc<dyn RandomSource>,
@@ -112,6 +116,7 @@ impl Core {
         Ok(Core {
             inner: Arc::new(Inner {
                 pool,
+                db_permits: tokio::sync::Semaphore::new(cfg.pool_size as usize),
                 backend: Backend::of_url(&cfg.database_url),
                 clock,
                 rng,
@@ -136,6 +141,12 @@ impl Core {
         T: Send + 'static,
         F: FnOnce(&Inner, &mut DbConnection) -> CoreResult<T> + Send + 'static,
     {
+        let _permit = self
+            .inner
+            .db_permits
+            .acquire()
+            .await
+            .map_err(|e| CoreError::Internal(format!("database gate closed: {e}")))?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = inner.pool.get()?;
@@ -143,6 +154,19 @@ impl Core {
         })
         .await
         .map_err(|e| CoreError::Internal(format!("blocking task failed: {e}")))?
+    }
+
+    /// Runs CPU-heavy work (argon2, QR rendering) off the async threads, without holding
+    /// a database connection.
+    pub(crate) async fn cpu<T, F>(&self, f: F) -> CoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> T + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || f(&inner))
+            .await
+            .map_err(|e| CoreError::Internal(format!("blocking task failed: {e}")))
     }
 
     /// Checks that the database answers (for /healthz).

@@ -159,16 +159,17 @@ fn insert_user(
 impl Core {
     pub async fn create_user(&self, origin: Origin, new: NewUser) -> CoreResult<User> {
         validate_username(&new.username)?;
-        self.run(move |inner, conn| {
-            // Hash before taking the write lock: argon2 is deliberately slow.
-            let hash = new
-                .password
-                .as_deref()
-                .map(|p| hash_password(inner.rng(), &Password::Plain(p.to_string())))
-                .transpose()?;
-            insert_user(inner, conn, &origin, new, hash)
-        })
-        .await
+        // Argon2 is deliberately slow: hash before taking a connection.
+        let password = new.password.clone();
+        let hash = self
+            .cpu(move |inner| {
+                password
+                    .map(|p| hash_password(inner.rng(), &Password::Plain(p)))
+                    .transpose()
+            })
+            .await??;
+        self.run(move |inner, conn| insert_user(inner, conn, &origin, new, hash))
+            .await
     }
 
     pub async fn user_by_username(&self, username: String) -> CoreResult<Option<User>> {
@@ -199,53 +200,62 @@ impl Core {
         origin: Origin,
         password: Option<String>,
     ) -> CoreResult<Option<String>> {
-        self.run(move |inner, conn| {
-            let count: i64 = users::table.count().get_result(conn)?;
-            if count > 0 {
-                return Ok(None);
-            }
-            let generated = password.is_none().then(|| random_uuid(inner.rng()));
-            let password = password
-                .or_else(|| generated.clone())
-                .expect("one of them is set");
-            let hash = hash_password(inner.rng(), &Password::Plain(password))?;
-            let new = NewUser {
-                username: "admin".into(),
-                is_admin: true,
-                ..NewUser::default()
-            };
-            insert_user(inner, conn, &origin, new, Some(hash))?;
-            Ok(generated)
-        })
-        .await
+        let count: i64 = self
+            .run(|_, conn| Ok(users::table.count().get_result(conn)?))
+            .await?;
+        if count > 0 {
+            return Ok(None);
+        }
+        let generated = password.is_none().then(|| random_uuid(&*self.inner.rng));
+        let password = password
+            .or_else(|| generated.clone())
+            .expect("one of them is set");
+        let new = NewUser {
+            username: "admin".into(),
+            password: Some(password),
+            is_admin: true,
+            ..NewUser::default()
+        };
+        match self.create_user(origin, new).await {
+            Ok(_) => Ok(generated),
+            // Another instance on the same database created it first.
+            Err(CoreError::UserExists) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Checks a username and password under the password brute-force limit. Unknown
-    /// users cost the same argon2 work as known ones and give the same error.
-    pub(crate) fn authenticate(
-        inner: &Inner,
-        conn: &mut DbConnection,
+    /// users cost the same argon2 work as known ones and give the same error. Argon2
+    /// runs between two short database steps, never while holding a connection.
+    pub(crate) async fn authenticate(
+        &self,
         origin: &Origin,
         username: &str,
-        password: &Password,
+        password: Password,
     ) -> CoreResult<User> {
         let key = throttle::password_key(username);
-        let now = inner.now();
-        throttle::check(conn, &key, now)?;
-        let row = find_by_username(conn, username)?;
-        let hash = row
-            .as_ref()
-            .and_then(|r| r.password_hash.as_deref())
-            .unwrap_or(dummy_password_hash());
-        let password_ok = verify_password(hash, password);
-        match row {
+        let (k, name) = (key.clone(), username.to_string());
+        let row = self
+            .run(move |inner, conn| {
+                throttle::check(conn, &k, inner.now())?;
+                find_by_username(conn, &name)
+            })
+            .await?;
+        let hash = row.as_ref().and_then(|r| r.password_hash.clone());
+        let password_ok = self
+            .cpu(move |_| {
+                verify_password(hash.as_deref().unwrap_or(dummy_password_hash()), &password)
+            })
+            .await?;
+        let origin = origin.clone();
+        self.run(move |inner, conn| match row {
             Some(row) if password_ok && !row.disabled => {
                 write_tx(conn, |conn| {
                     throttle::clear(conn, &key)?;
                     audit::record(
                         inner,
                         conn,
-                        origin,
+                        &origin,
                         "login.password_ok",
                         Some((&row.id, &row.username)),
                         None,
@@ -261,11 +271,11 @@ impl Core {
                     "wrong password or unknown user"
                 };
                 write_tx(conn, |conn| {
-                    let locked = throttle::record_failure(conn, &PASSWORD, &key, now)?;
+                    let locked = throttle::record_failure(conn, &PASSWORD, &key, inner.now())?;
                     audit::record(
                         inner,
                         conn,
-                        origin,
+                        &origin,
                         "login.password_failed",
                         subject,
                         Some(detail),
@@ -274,7 +284,7 @@ impl Core {
                         audit::record(
                             inner,
                             conn,
-                            origin,
+                            &origin,
                             "login.locked",
                             subject,
                             Some("password"),
@@ -284,6 +294,7 @@ impl Core {
                 })?;
                 Err(CoreError::InvalidCredentials)
             }
-        }
+        })
+        .await
     }
 }

@@ -45,7 +45,7 @@ pub struct ConfigValues {
     /// HTTP worker threads [default: one per core]
     #[arg(long, env = "TWOFA_WORKERS", global = true)]
     pub workers: Option<usize>,
-    /// Database connections in the pool [default: 16]
+    /// Database connections in the pool [default: 1 for SQLite, 16 for PostgreSQL]
     #[arg(long, env = "TWOFA_POOL_SIZE", global = true)]
     pub pool_size: Option<u32>,
     /// Log filter, e.g. `info` or `twofa_core=debug` [default: info]
@@ -86,7 +86,7 @@ pub struct Settings {
     pub ucloud_issuer: String,
     pub secure_cookies: bool,
     pub workers: Option<usize>,
-    pub pool_size: u32,
+    pub pool_size: Option<u32>,
     pub log: String,
 }
 
@@ -150,7 +150,7 @@ impl Settings {
             ucloud_issuer: v.ucloud_issuer.unwrap_or_else(|| "UCloud".into()),
             secure_cookies: v.secure_cookies.unwrap_or(false),
             workers: v.workers,
-            pool_size: v.pool_size.unwrap_or(16),
+            pool_size: v.pool_size,
             log: v.log.unwrap_or_else(|| "info".into()),
         })
     }

@@ -45,7 +45,9 @@ pub fn open_core(settings: &Settings) -> Result<Core, ServerError> {
         &settings.data_dir.join("jwt.key"),
     )?;
     let mut cfg = CoreConfig::new(settings.database_url.clone(), master_key, jwt_key.to_vec());
-    cfg.pool_size = settings.pool_size;
+    if let Some(size) = settings.pool_size {
+        cfg.pool_size = size;
+    }
     Ok(Core::open(cfg, Arc::new(SystemClock), Arc::new(OsRandom))?)
 }
 

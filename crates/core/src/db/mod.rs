@@ -32,6 +32,15 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// SQLite gets one connection: it has one writer anyway, and every commit resets
+    /// the page cache of every other connection. Nothing slow runs while holding it.
+    pub fn default_pool_size(self) -> u32 {
+        match self {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 16,
+        }
+    }
+
     pub fn of_url(url: &str) -> Backend {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
@@ -50,7 +59,12 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for ConnectionSetup 
     fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
         if let DbConnection::Sqlite(c) = conn {
             // busy_timeout first, so the others wait for a lock instead of failing.
-            c.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+            // mmap: every commit resets the page cache of the other connections, and
+            // re-reading pages through mmap costs no syscall and no copy.
+            c.batch_execute(
+                "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
+                 PRAGMA foreign_keys = ON;",
+            )
             .map_err(diesel::r2d2::Error::QueryError)?;
         }
         Ok(())
@@ -85,6 +99,8 @@ fn migrate(conn: &mut DbConnection) -> Result<(), CoreError> {
     result.map_err(|e| CoreError::Storage(format!("migration failed: {e}")))
 }
 
+static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Runs `f` in a write transaction. SQLite gets `BEGIN IMMEDIATE` so that a transaction
 /// which reads before it writes takes the write lock up front instead of failing with
 /// SQLITE_BUSY when it upgrades; PostgreSQL uses row locks from conditional UPDATEs.
@@ -92,6 +108,14 @@ pub fn write_tx<T>(
     conn: &mut DbConnection,
     f: impl FnOnce(&mut DbConnection) -> Result<T, CoreError>,
 ) -> Result<T, CoreError> {
+    // SQLite has one writer at a time. Writers of this process queue on a mutex: SQLite's
+    // own busy handler makes waiting writers sleep in growing steps (1, 2, 5, 10 ms ...),
+    // which under load costs far more than the writes. busy_timeout still covers other
+    // processes on the same file.
+    let _writer = match conn {
+        DbConnection::Sqlite(_) => Some(SQLITE_WRITER.lock().unwrap_or_else(|p| p.into_inner())),
+        DbConnection::Postgresql(_) => None,
+    };
     let begin = match conn {
         DbConnection::Sqlite(_) => "BEGIN IMMEDIATE",
         DbConnection::Postgresql(_) => "BEGIN",
