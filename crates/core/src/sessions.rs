@@ -206,7 +206,7 @@ impl Core {
                     return Err(CoreError::InvalidToken);
                 }
                 let fresh = random_hex(inner.rng(), 32);
-                diesel::update(sessions::table.find(&row.id))
+                diesel::update(sessions::table.find(hash_token(&refresh_token)))
                     .set(sessions::csrf_hash.eq(hash_token(&fresh)))
                     .execute(conn)?;
                 csrf_token = Some(fresh);
@@ -227,9 +227,9 @@ impl Core {
     /// Revokes the session behind a refresh token.
     pub async fn logout(&self, origin: Origin, refresh_token: String) -> CoreResult<()> {
         self.run(move |inner, conn| {
-            let (row, user) = live_session(inner, conn, &origin.dialect, &refresh_token)?;
+            let (_, user) = live_session(inner, conn, &origin.dialect, &refresh_token)?;
             write_tx(conn, |conn| {
-                diesel::update(sessions::table.find(&row.id))
+                diesel::update(sessions::table.find(hash_token(&refresh_token)))
                     .set(sessions::revoked.eq(true))
                     .execute(conn)?;
                 audit::record(

@@ -32,7 +32,7 @@ impl User {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = users)]
+#[diesel(table_name = users, treat_none_as_null = true)]
 pub(crate) struct UserRow {
     pub id: String,
     pub username: String,

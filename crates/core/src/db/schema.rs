@@ -52,11 +52,11 @@ diesel::table! {
 }
 
 diesel::table! {
-    sessions (id) {
+    sessions (refresh_hash) {
+        refresh_hash -> Text,
         id -> Text,
         user_id -> Text,
         dialect -> Text,
-        refresh_hash -> Text,
         csrf_hash -> Nullable<Text>,
         created_at -> BigInt,
         expires_at -> BigInt,

@@ -48,16 +48,17 @@ CREATE TABLE throttles (
     locked_until BIGINT NOT NULL
 );
 
+-- Keyed by the refresh token's hash: the only way a session is looked up.
 CREATE TABLE sessions (
-    id TEXT PRIMARY KEY NOT NULL,
+    refresh_hash TEXT PRIMARY KEY NOT NULL,
+    id TEXT NOT NULL,
     user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     dialect TEXT NOT NULL,
-    refresh_hash TEXT NOT NULL UNIQUE,
     csrf_hash TEXT,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
     revoked BOOLEAN NOT NULL DEFAULT FALSE
-);
+) WITHOUT ROWID;
 CREATE INDEX sessions_user_id ON sessions(user_id);
 
 CREATE TABLE audit_log (
@@ -70,4 +71,3 @@ CREATE TABLE audit_log (
     ip TEXT,
     detail TEXT
 );
-CREATE INDEX audit_log_user_id ON audit_log(user_id);
