@@ -113,20 +113,20 @@ fn insert_challenge(
 
 /// One code attempt by one user: the lockout check, the TOTP match, the atomic
 /// single-use step update, and the failure count, shared by every way a code arrives.
-struct CodeCheck<'a> {
-    inner: &'a Inner,
-    origin: &'a Origin,
-    user: &'a UserRow,
+pub(crate) struct CodeCheck<'a> {
+    pub(crate) inner: &'a Inner,
+    pub(crate) origin: &'a Origin,
+    pub(crate) user: &'a UserRow,
 }
 
 impl CodeCheck<'_> {
-    fn subject(&self) -> audit::Subject<'_> {
+    pub(crate) fn subject(&self) -> audit::Subject<'_> {
         Some((self.user.id.as_str(), self.user.username.as_str()))
     }
 
     /// The step `code` matches, checked outside any transaction (it is CPU work).
     /// Refused while the user is locked out; a wrong code is counted.
-    fn matching_step(
+    pub(crate) fn matching_step(
         &self,
         conn: &mut DbConnection,
         factor_id: &str,
@@ -148,7 +148,7 @@ impl CodeCheck<'_> {
     /// Inside the write transaction: moves the factor's last used step forward to
     /// `step`, or fails with `IncorrectCode` if that step was already used (a replay).
     /// `activate` confirms a pending factor instead.
-    fn accept_step(
+    pub(crate) fn accept_step(
         &self,
         conn: &mut DbConnection,
         factor_id: &str,
@@ -189,7 +189,11 @@ impl CodeCheck<'_> {
     }
 
     /// After the write transaction: a replay rolled it back and is counted as a failure.
-    fn count_replay<T>(&self, conn: &mut DbConnection, outcome: CoreResult<T>) -> CoreResult<T> {
+    pub(crate) fn count_replay<T>(
+        &self,
+        conn: &mut DbConnection,
+        outcome: CoreResult<T>,
+    ) -> CoreResult<T> {
         if let Err(CoreError::IncorrectCode) = outcome {
             record_code_failure(
                 self.inner,

@@ -39,6 +39,9 @@ pub struct ConfigValues {
     /// Issuer shown in authenticator apps for UCloud enrollments [default: UCloud]
     #[arg(long, env = "TWOFA_UCLOUD_ISSUER", global = true)]
     pub ucloud_issuer: Option<String>,
+    /// Lifetime of ZStack sessions in seconds [default: 7200]
+    #[arg(long, env = "TWOFA_ZSTACK_SESSION_TIMEOUT", global = true)]
+    pub zstack_session_timeout: Option<i64>,
     /// Mark cookies Secure (set when served over HTTPS) [default: false]
     #[arg(long, env = "TWOFA_SECURE_COOKIES", global = true)]
     pub secure_cookies: Option<bool>,
@@ -65,6 +68,9 @@ impl ConfigValues {
             master_key: self.master_key.or(fallback.master_key),
             jwt_key: self.jwt_key.or(fallback.jwt_key),
             ucloud_issuer: self.ucloud_issuer.or(fallback.ucloud_issuer),
+            zstack_session_timeout: self
+                .zstack_session_timeout
+                .or(fallback.zstack_session_timeout),
             secure_cookies: self.secure_cookies.or(fallback.secure_cookies),
             workers: self.workers.or(fallback.workers),
             pool_size: self.pool_size.or(fallback.pool_size),
@@ -84,6 +90,7 @@ pub struct Settings {
     pub master_key: Option<String>,
     pub jwt_key: Option<String>,
     pub ucloud_issuer: String,
+    pub zstack_session_timeout: i64,
     pub secure_cookies: bool,
     pub workers: Option<usize>,
     pub pool_size: u32,
@@ -148,6 +155,7 @@ impl Settings {
             master_key: v.master_key,
             jwt_key: v.jwt_key,
             ucloud_issuer: v.ucloud_issuer.unwrap_or_else(|| "UCloud".into()),
+            zstack_session_timeout: v.zstack_session_timeout.unwrap_or(7200).max(1),
             secure_cookies: v.secure_cookies.unwrap_or(false),
             workers: v.workers,
             pool_size: v.pool_size.unwrap_or(16),
@@ -166,7 +174,8 @@ mod tests {
         assert_eq!(s.bind, "127.0.0.1:8080");
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         assert!(s.database_url.ends_with("twofa.sqlite3"));
-        assert_eq!(s.dialects, vec!["ucloud"]);
+        assert_eq!(s.dialects, vec!["ucloud", "zstack"]);
+        assert_eq!(s.zstack_session_timeout, 7200);
     }
 
     #[test]
