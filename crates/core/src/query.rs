@@ -89,13 +89,21 @@ fn parse_all<T>(values: &[String], parse: impl Fn(&str) -> Option<T>) -> CoreRes
         .collect()
 }
 
-/// A filter comparing `$col` with `$vals` (already typed) under `$op`. `text` enables
-/// the LIKE operators, which only make sense on text.
+/// A filter comparing `$col` with `$vals` (already typed) under `$op`. The `text` form
+/// adds the LIKE operators, which only apply to text.
 macro_rules! compare {
-    ($col:expr, $op:expr, $vals:expr, $($text:ident)?) => {{
+    (text $col:expr, $op:expr, $vals:expr) => {{
+        let vals: Vec<String> = $vals;
+        match $op {
+            Op::Like => Box::new($col.like(one(&vals)?)) as Filter<_>,
+            Op::NotLike => Box::new($col.not_like(one(&vals)?)),
+            op => compare!($col, op, vals),
+        }
+    }};
+    ($col:expr, $op:expr, $vals:expr) => {{
         let vals = $vals;
-        let filter: Filter<_> = match $op {
-            Op::Eq => Box::new($col.eq(one(&vals)?)),
+        match $op {
+            Op::Eq => Box::new($col.eq(one(&vals)?)) as Filter<_>,
             Op::Ne => Box::new($col.ne(one(&vals)?)),
             Op::Gt => Box::new($col.gt(one(&vals)?)),
             Op::Ge => Box::new($col.ge(one(&vals)?)),
@@ -105,12 +113,10 @@ macro_rules! compare {
             Op::NotIn => Box::new($col.ne_all(vals)),
             Op::IsNull => Box::new($col.is_null()),
             Op::NotNull => Box::new($col.is_not_null()),
-            $(Op::Like => { let $text = (); let _ = $text; Box::new($col.like(one(&vals)?)) }
-            Op::NotLike => Box::new($col.not_like(one(&vals)?)),)?
-            #[allow(unreachable_patterns)]
-            other => return Err(invalid(format!("operator {other:?} does not apply to this field"))),
-        };
-        filter
+            op @ (Op::Like | Op::NotLike) => {
+                return Err(invalid(format!("operator {op:?} applies only to text")))
+            }
+        }
     }};
 }
 
@@ -155,14 +161,14 @@ macro_rules! updated_at {
 fn totp_filter(c: &Condition<TotpField>) -> CoreResult<Filter<TotpSource>> {
     let v = &c.values;
     Ok(match c.field {
-        TotpField::Id => compare!(totp_factors::id, c.op, v.clone(), text),
-        TotpField::UserId => compare!(totp_factors::user_id, c.op, v.clone(), text),
-        TotpField::Username => compare!(users::username, c.op, v.clone(), text),
-        TotpField::Active => compare!(totp_factors::active, c.op, parse_all(v, parse_bool)?,),
+        TotpField::Id => compare!(text totp_factors::id, c.op, v.clone()),
+        TotpField::UserId => compare!(text totp_factors::user_id, c.op, v.clone()),
+        TotpField::Username => compare!(text users::username, c.op, v.clone()),
+        TotpField::Active => compare!(totp_factors::active, c.op, parse_all(v, parse_bool)?),
         TotpField::CreatedAt => {
-            compare!(totp_factors::created_at, c.op, parse_all(v, parse_i64)?,)
+            compare!(totp_factors::created_at, c.op, parse_all(v, parse_i64)?)
         }
-        TotpField::UpdatedAt => compare!(updated_at!(), c.op, parse_all(v, parse_i64)?,),
+        TotpField::UpdatedAt => compare!(updated_at!(), c.op, parse_all(v, parse_i64)?),
     })
 }
 
