@@ -2,11 +2,11 @@
 //! agrees.
 
 use actix_web::{put, HttpRequest, HttpResponse};
-use twofa_core::Actor;
+use twofa_core::{Actor, Session};
 
 use crate::error::{ApiError, Code, ErrorReply};
-use crate::extract::{core, origin, ActionBody, OAuth};
-use crate::jobs::accepted;
+use crate::extract::{core, origin, Action, ActionBody, OAuth};
+use crate::jobs::async_action;
 use crate::twofa::ENABLE_KEY;
 use crate::wire::{AsyncReply, GlobalConfigInventory, InventoryReply, UpdateGlobalConfigRequest};
 
@@ -29,12 +29,9 @@ pub async fn update_twofa_enable(
     auth: OAuth,
     body: ActionBody,
 ) -> Result<HttpResponse, ApiError> {
-    let action = body.action(
-        "updateGlobalConfig",
-        "/v1/global-configurations/twofa/twofa.enable/actions",
-    )?;
-    let session = auth.session(&req).await?;
-    let outcome = async {
+    let path = "/v1/global-configurations/twofa/twofa.enable/actions";
+    let req = &req;
+    let work = |action: Action, session: Session| async move {
         let value = action.string("value")?.unwrap_or_default().to_lowercase();
         if value != "true" && value != "false" {
             return Err(ApiError::api(
@@ -42,15 +39,15 @@ pub async fn update_twofa_enable(
                 format!("[{value}] is not a boolean value of global config[twofa.enable]"),
             ));
         }
-        core(&req)?
+        core(req)?
             .set_setting(
-                origin(&req),
-                Actor::User(session.user.id.clone()),
+                origin(req),
+                Actor::User(session.user.id),
                 ENABLE_KEY.into(),
                 value.clone(),
             )
             .await?;
-        Ok(serde_json::to_value(InventoryReply {
+        Ok(InventoryReply {
             inventory: GlobalConfigInventory {
                 category: "twofa".into(),
                 name: ENABLE_KEY.into(),
@@ -60,8 +57,6 @@ pub async fn update_twofa_enable(
                     .into(),
             },
         })
-        .unwrap_or_default())
-    }
-    .await;
-    accepted(&req, outcome).await
+    };
+    async_action(req, auth, body, ("updateGlobalConfig", path), work).await
 }

@@ -2,10 +2,13 @@
 //! by core, and the caller gets `202 {"location": ".../api-jobs/<job>"}` to poll.
 
 use actix_web::{route, web, HttpRequest, HttpResponse};
+use serde::Serialize;
 use serde_json::{json, Value};
+use std::future::Future;
+use twofa_core::Session;
 
 use crate::error::{ApiError, ErrorReply};
-use crate::extract::{core, job_location, origin};
+use crate::extract::{core, job_location, origin, Action, ActionBody, OAuth};
 use crate::wire::AsyncReply;
 
 /// How long a job result can be polled.
@@ -13,8 +16,32 @@ const JOB_TTL: i64 = 3600;
 /// What the 202 answer announces as `apiTimeout` (ms).
 const API_TIMEOUT_MS: i64 = 1_800_000;
 
+/// An async action API: the body's `action` object (else 400) and a live session
+/// (else 503 `ID.1001`) are checked at once; what `work` returns, success or API
+/// error, becomes the job's result.
+pub(crate) async fn async_action<T, F, Fut>(
+    req: &HttpRequest,
+    auth: OAuth,
+    body: ActionBody,
+    (action, path): (&str, &str),
+    work: F,
+) -> Result<HttpResponse, ApiError>
+where
+    T: Serialize,
+    F: FnOnce(Action, Session) -> Fut,
+    Fut: Future<Output = Result<T, ApiError>>,
+{
+    let action = body.action(action, path)?;
+    let session = auth.session(req).await?;
+    let outcome = work(action, session).await.and_then(|result| {
+        serde_json::to_value(result)
+            .map_err(|e| ApiError::from(twofa_core::CoreError::Internal(e.to_string())))
+    });
+    accepted(req, outcome).await
+}
+
 /// Stores the outcome of an async API and answers 202 with where to poll it.
-pub(crate) async fn accepted(
+async fn accepted(
     req: &HttpRequest,
     outcome: Result<Value, ApiError>,
 ) -> Result<HttpResponse, ApiError> {

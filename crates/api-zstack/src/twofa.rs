@@ -3,11 +3,11 @@
 use actix_web::{get, put, web, HttpRequest, HttpResponse};
 use serde_json::{Map, Value};
 use twofa_core::query::{Condition, Op, QuerySpec, Sort, TotpField};
-use twofa_core::{Actor, Core, CoreError, Password, TotpFactorInfo};
+use twofa_core::{Actor, Core, CoreError, Password, Session, TotpFactorInfo};
 
 use crate::error::{ApiError, Code, ErrorReply};
-use crate::extract::{core, first, mandatory, origin, query_pairs, ActionBody, OAuth};
-use crate::jobs::accepted;
+use crate::extract::{core, first, mandatory, origin, query_pairs, Action, ActionBody, OAuth};
+use crate::jobs::async_action;
 use crate::query::{self, QueryParams, RawCondition};
 use crate::wire::{
     AsyncReply, InventoryReply, QueryReply, ResetRequest, SecretInventory, StateReply,
@@ -110,30 +110,32 @@ pub async fn reset(
     auth: OAuth,
     body: ActionBody,
 ) -> Result<HttpResponse, ApiError> {
-    let action = body.action(
-        "resetTwoFactorAuthenticationSecret",
-        "/v1/twofactorauthentication/secrets",
-    )?;
-    let session = auth.session(&req).await?;
-    let outcome = async {
+    let path = "/v1/twofactorauthentication/secrets";
+    let req = &req;
+    let work = |action: Action, session: Session| async move {
         let name = action.required("name")?;
         let password = action.required("password")?;
         check_type(&action.required("type")?)?;
-        let factor = core(&req)?
+        let factor = core(req)?
             .reissue_totp(
-                origin(&req),
-                Actor::User(session.user.id.clone()),
+                origin(req),
+                Actor::User(session.user.id),
                 name,
                 Password::Sha512Hex(password),
             )
             .await?;
-        Ok(serde_json::to_value(InventoryReply {
+        Ok(InventoryReply {
             inventory: SecretInventory::from(&factor),
         })
-        .unwrap_or_default())
-    }
-    .await;
-    accepted(&req, outcome).await
+    };
+    async_action(
+        req,
+        auth,
+        body,
+        ("resetTwoFactorAuthenticationSecret", path),
+        work,
+    )
+    .await
 }
 
 /// Query secrets (session). Admins see every account's, others only their own.

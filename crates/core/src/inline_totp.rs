@@ -7,11 +7,10 @@
 use diesel::prelude::*;
 
 use crate::audit;
-use crate::challenges::CodeCheck;
+use crate::challenges::{CodeCheck, PendingFactor};
 use crate::crypto::Password;
 use crate::db::schema::{totp_factors, users};
 use crate::db::{write_tx, DbConnection};
-use crate::random::random_hex;
 use crate::sessions::{self, Session};
 use crate::throttle;
 use crate::totp;
@@ -44,7 +43,9 @@ pub enum CodeLogin {
     },
 }
 
-#[derive(Queryable)]
+/// A factor with its user's name, selected with `FactorRow::as_select()`.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = totp_factors)]
 pub(crate) struct FactorRow {
     pub(crate) id: String,
     pub(crate) user_id: String,
@@ -52,28 +53,9 @@ pub(crate) struct FactorRow {
     pub(crate) active: bool,
     pub(crate) created_at: i64,
     pub(crate) activated_at: Option<i64>,
+    #[diesel(select_expression = users::username)]
     pub(crate) username: String,
 }
-
-pub(crate) type FactorColumns = (
-    totp_factors::id,
-    totp_factors::user_id,
-    totp_factors::secret_sealed,
-    totp_factors::active,
-    totp_factors::created_at,
-    totp_factors::activated_at,
-    users::username,
-);
-
-pub(crate) const FACTOR_COLUMNS: FactorColumns = (
-    totp_factors::id,
-    totp_factors::user_id,
-    totp_factors::secret_sealed,
-    totp_factors::active,
-    totp_factors::created_at,
-    totp_factors::activated_at,
-    users::username,
-);
 
 impl FactorRow {
     pub(crate) fn info(self, inner: &Inner) -> CoreResult<TotpFactorInfo> {
@@ -99,27 +81,9 @@ fn factor_of(conn: &mut DbConnection, user_id: &str) -> CoreResult<Option<Factor
     Ok(totp_factors::table
         .inner_join(users::table)
         .filter(totp_factors::user_id.eq(user_id))
-        .select(FACTOR_COLUMNS)
+        .select(FactorRow::as_select())
         .first(conn)
         .optional()?)
-}
-
-/// Inserts a new pending factor for `user`; call inside a write transaction.
-fn insert_pending(inner: &Inner, conn: &mut DbConnection, user: &UserRow) -> CoreResult<()> {
-    let secret = totp::generate_secret(inner.rng());
-    let factor_id = random_hex(inner.rng(), 16);
-    let sealed = inner.secrets.seal(inner.rng(), &factor_id, &secret);
-    diesel::insert_into(totp_factors::table)
-        .values((
-            totp_factors::id.eq(&factor_id),
-            totp_factors::user_id.eq(&user.id),
-            totp_factors::secret_sealed.eq(&sealed),
-            totp_factors::active.eq(false),
-            totp_factors::last_step.eq(-1i64),
-            totp_factors::created_at.eq(inner.now()),
-        ))
-        .execute(conn)?;
-    Ok(())
 }
 
 fn user_row(conn: &mut DbConnection, user: &User) -> CoreResult<UserRow> {
@@ -139,9 +103,10 @@ impl Core {
         self.run(move |inner, conn| {
             let user = Core::authenticate(inner, conn, &origin, &username, &password)?;
             let row = user_row(conn, &user)?;
+            let pending = PendingFactor::new(inner);
             write_tx(conn, |conn| {
                 if factor_of(conn, &row.id)?.is_none() {
-                    insert_pending(inner, conn, &row)?;
+                    pending.insert(inner, conn, &row.id)?;
                     audit::record(
                         inner,
                         conn,
@@ -227,10 +192,11 @@ impl Core {
             require_admin(conn, &actor)?;
             let user = Core::authenticate(inner, conn, &origin, &username, &password)?;
             let row = user_row(conn, &user)?;
+            let pending = PendingFactor::new(inner);
             write_tx(conn, |conn| {
                 diesel::delete(totp_factors::table.filter(totp_factors::user_id.eq(&row.id)))
                     .execute(conn)?;
-                insert_pending(inner, conn, &row)?;
+                pending.insert(inner, conn, &row.id)?;
                 throttle::clear(conn, &throttle::codes_key(&row.id))?;
                 audit::record(inner, conn, &origin, "factors.reset", user.subject(), None)
             })?;

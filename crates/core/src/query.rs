@@ -12,7 +12,7 @@ use diesel::sql_types::Bool;
 
 use crate::db::schema::{totp_factors, users};
 use crate::db::DbConnection;
-use crate::inline_totp::{FactorRow, TotpFactorInfo, FACTOR_COLUMNS};
+use crate::inline_totp::{FactorRow, TotpFactorInfo};
 use crate::users::find_by_id;
 use crate::{Core, CoreError, CoreResult};
 
@@ -227,7 +227,7 @@ impl Core {
                     .then_order_by(totp_factors::id.asc())
                     .limit(spec.limit.max(0))
                     .offset(spec.start.max(0))
-                    .select(FACTOR_COLUMNS)
+                    .select(FactorRow::as_select())
                     .load(conn)?;
                 rows = found
                     .into_iter()
