@@ -674,6 +674,16 @@ async fn inline_codes_bind_and_log_in(e: Env) {
     };
     assert!(session.mfa);
     assert_eq!(session.refresh_token.len(), 32);
+    if let Some(file) = &e.db_file {
+        for path in [file.clone(), file.with_extension("sqlite3-wal")] {
+            let bytes = std::fs::read(path).unwrap_or_default();
+            let token = session.refresh_token.as_bytes();
+            assert!(
+                !bytes.windows(token.len()).any(|w| w == token),
+                "session tokens are stored hashed"
+            );
+        }
+    }
     assert_eq!(session.expires_at, T0 + 7200);
     assert_eq!(
         e.core.totp_state(u.id.clone()).await.unwrap(),

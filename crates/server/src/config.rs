@@ -184,7 +184,7 @@ mod tests {
         let path = dir.path().join("twofa.toml");
         std::fs::write(
             &path,
-            "bind = \"0.0.0.0:9000\"\ndata_dir = \"/var/lib/twofa\"\nucloud_issuer = \"Example\"\n",
+            "bind = \"0.0.0.0:9000\"\ndata_dir = \"/var/lib/twofa\"\nucloud_issuer = \"Example\"\nzstack_session_timeout = 60\n",
         )
         .unwrap();
         let flags = ConfigValues {
@@ -195,6 +195,7 @@ mod tests {
         assert_eq!(s.bind, "127.0.0.1:1");
         assert_eq!(s.data_dir, PathBuf::from("/var/lib/twofa"));
         assert_eq!(s.ucloud_issuer, "Example");
+        assert_eq!(s.zstack_session_timeout, 60);
 
         std::fs::write(&path, "bindd = \"x\"\n").unwrap();
         assert!(matches!(
