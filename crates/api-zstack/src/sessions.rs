@@ -5,7 +5,7 @@ use serde_json::{json, Map};
 use twofa_core::{CodeLogin, Password};
 
 use crate::error::{ApiError, Code, ErrorReply, ADDITIONAL_AUTH_FAILED};
-use crate::extract::{core, first, origin, query_pairs, settings, ActionBody};
+use crate::extract::{core, origin, settings, ActionBody};
 use crate::twofa::twofa_enabled;
 use crate::wire::{InventoryReply, LoginRequest, Procedure, ProceduresReply, SessionInventory};
 
@@ -114,7 +114,6 @@ pub async fn logout(req: HttpRequest, uuid: web::Path<String>) -> Result<HttpRes
 )]
 #[get("/login/procedures")]
 pub async fn procedures(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let _username = first(&query_pairs(&req)?, "username");
     let mut procedures = Vec::new();
     if twofa_enabled(&core(&req)?).await? {
         let mut properties = Map::new();

@@ -104,7 +104,7 @@ impl Core {
             let user = Core::authenticate(inner, conn, &origin, &username, &password)?;
             let row = user_row(conn, &user)?;
             let pending = PendingFactor::new(inner);
-            write_tx(conn, |conn| {
+            let created = write_tx(conn, |conn| {
                 if factor_of(conn, &row.id)?.is_none() {
                     pending.insert(inner, conn, &row.id)?;
                     audit::record(
@@ -117,7 +117,12 @@ impl Core {
                     )?;
                 }
                 Ok(())
-            })?;
+            });
+            match created {
+                // A concurrent first call inserted it (one factor per user is unique).
+                Ok(()) | Err(CoreError::UserExists) => {}
+                Err(e) => return Err(e),
+            }
             factor_of(conn, &row.id)?
                 .ok_or(CoreError::NoSecondFactor)?
                 .info(inner)

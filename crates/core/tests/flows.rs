@@ -725,6 +725,29 @@ async fn inline_codes_bind_and_log_in(e: Env) {
     assert!(matches!(lookup("test").await, Err(CoreError::InvalidToken)));
 }
 
+/// Concurrent first calls for the pending secret agree on one factor.
+async fn concurrent_first_secret(e: Env) {
+    let u = e.user("vera", false).await;
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let core = e.core.clone();
+            tokio::spawn(async move {
+                core.pending_totp(origin(), "vera".into(), sha512_hex("vera-pw"))
+                    .await
+                    .unwrap()
+                    .id
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for call in calls {
+        ids.push(call.await.unwrap());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(e.pending(&u).await.id, ids[0]);
+}
+
 /// Wrong codes sent with logins lock the user's codes out like challenge answers.
 async fn inline_codes_lock_out(e: Env) {
     let u = e.user("olga", false).await;
@@ -977,6 +1000,7 @@ on_both_backends!(
     direct_code_checks,
     inline_codes_bind_and_log_in,
     inline_codes_lock_out,
+    concurrent_first_secret,
     reissue_is_admin_only,
     settings_and_job_results,
     totp_inventory_query,
