@@ -915,6 +915,19 @@ pub fn zstack_bad_input(s: Server) {
             "wrong account name or password"
         )
     );
+    // Methods the shared `/secrets` path has no API for: ZStack's plain-text 500.
+    let post = s
+        .http
+        .post(s.url(&format!("{V1}/twofactorauthentication/secrets")))
+        .send()
+        .unwrap();
+    assert_eq!(
+        text(post),
+        (
+            500,
+            "No creational API found for the path[/v1/twofactorauthentication/secrets]".into()
+        )
+    );
     // Unmapped paths: 404 plain text.
     assert_eq!(
         text(get(&s, "/nothing/here", None)),

@@ -46,6 +46,14 @@ async fn no_mapping(req: HttpRequest) -> HttpResponse {
         .body(format!("no api mapping to {}", req.path()))
 }
 
+/// ZStack maps `/twofactorauthentication/secrets` to a query (GET) and an action
+/// (PUT) only; other methods fail in its dispatcher with a plain-text 500.
+async fn no_creational_api() -> HttpResponse {
+    HttpResponse::InternalServerError()
+        .content_type("text/plain;charset=UTF-8")
+        .body("No creational API found for the path[/v1/twofactorauthentication/secrets]")
+}
+
 /// Mounts the dialect's routes under `/zstack/v1`.
 pub fn configure(core: Core, settings: ZstackSettings) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
@@ -63,6 +71,14 @@ pub fn configure(core: Core, settings: ZstackSettings) -> impl FnOnce(&mut web::
                 .service(twofa::reset)
                 .service(jobs::poll)
                 .service(config::update_twofa_enable)
+                .route(
+                    "/twofactorauthentication/secrets",
+                    web::post().to(no_creational_api),
+                )
+                .route(
+                    "/twofactorauthentication/secrets",
+                    web::delete().to(no_creational_api),
+                )
                 .default_service(web::to(no_mapping)),
         );
     }

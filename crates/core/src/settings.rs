@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use crate::audit;
 use crate::db::schema::settings;
 use crate::db::write_tx;
-use crate::users::require_admin;
+use crate::users::{find_by_id, require_admin};
 use crate::{Actor, Core, CoreResult, Origin};
 
 impl Core {
@@ -33,6 +33,10 @@ impl Core {
         self.run(move |inner, conn| {
             write_tx(conn, |conn| {
                 require_admin(conn, &actor)?;
+                let who = match &actor {
+                    Actor::User(id) => find_by_id(conn, id)?,
+                    Actor::Operator => None,
+                };
                 let now = inner.now();
                 let updated = diesel::update(settings::table.find(&key))
                     .set((settings::value.eq(&value), settings::updated_at.eq(now)))
@@ -51,7 +55,7 @@ impl Core {
                     conn,
                     &origin,
                     "setting.changed",
-                    None,
+                    who.as_ref().map(|u| (u.id.as_str(), u.username.as_str())),
                     Some(&format!("{key}={value}")),
                 )
             })
