@@ -44,4 +44,5 @@ on_both_backends!(
     zstack::zstack_query_engine,
     zstack::zstack_admin_reset,
     zstack::zstack_bad_input,
+    zstack::zstack_settings,
 );

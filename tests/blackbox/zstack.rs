@@ -946,3 +946,46 @@ pub fn zstack_bad_input(s: Server) {
         .unwrap();
     assert!(swagger.contains("/openapi/zstack.json"), "{swagger}");
 }
+
+/// The dialect's settings: `twofa.enable`'s configured default (until an admin sets it
+/// through the API, whose value then holds) and the session lifetime.
+pub fn zstack_settings(mut s: Server) {
+    s.restart_with(&[
+        ("TWOFA_ZSTACK_TWOFA_ENABLE", "true"),
+        ("TWOFA_ZSTACK_SESSION_TIMEOUT", "86400"),
+    ]);
+    assert_eq!(
+        json(get(&s, "/twofactorauthentication/state", None)).1["state"],
+        "Enable"
+    );
+    s.add_user("walt", "walt-pw");
+    let secret = bind(&s, "walt", "walt-pw");
+    let (status, body) = login_with_code(&s, "walt", "walt-pw", &code(&secret, 30));
+    assert_eq!(status, 200, "{body}");
+    // A day later, to the second: the time of day is the same, the date is not.
+    let time = |d: &Value| {
+        let d = d.as_str().unwrap().to_string();
+        d.split(' ').skip(3).collect::<Vec<_>>().join(" ")
+    };
+    let inv = &body["inventory"];
+    assert_ne!(inv["createDate"], inv["expiredDate"]);
+    assert_eq!(time(&inv["createDate"]), time(&inv["expiredDate"]));
+
+    // The admin (bound too, since 2FA is on) turns it off; the stored value wins over
+    // the configured default, also after a restart.
+    let admin_secret = bind(&s, "admin", ADMIN_PASSWORD);
+    let admin = session(
+        &s,
+        "admin",
+        ADMIN_PASSWORD,
+        &[&format!("twofatoken::{}", code(&admin_secret, 30))],
+    );
+    set_enabled(&s, &admin, false);
+    s.restart_with(&[("TWOFA_ZSTACK_TWOFA_ENABLE", "true")]);
+    assert_eq!(
+        json(get(&s, "/twofactorauthentication/state", None)).1["state"],
+        "Disable"
+    );
+    // Sessions live in the database: still valid after the restart.
+    assert_eq!(query(&s, &admin, "").0, 200);
+}

@@ -27,6 +27,8 @@ pub const PREFIX: &str = "/zstack/v1";
 pub struct ZstackSettings {
     /// Session lifetime in seconds (ZStack's `identity/session.timeout`).
     pub session_timeout: i64,
+    /// `twofa.enable` until an admin sets it through the global config API.
+    pub twofa_enable_default: bool,
     pub max_body_bytes: usize,
 }
 
@@ -34,6 +36,7 @@ impl Default for ZstackSettings {
     fn default() -> Self {
         ZstackSettings {
             session_timeout: 7200,
+            twofa_enable_default: false,
             max_body_bytes: 64 * 1024,
         }
     }

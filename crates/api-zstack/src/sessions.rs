@@ -54,13 +54,13 @@ pub async fn login(req: HttpRequest, body: ActionBody) -> Result<HttpResponse, A
     let name = action.required("accountName")?;
     let password = action.required("password")?;
     let core = core(&req)?;
-    let enabled = twofa_enabled(&core).await?;
+    let enabled = twofa_enabled(&req).await?;
     let code = match action.tag("twofatoken") {
         None if enabled => return Err(token_needed(&name)),
         None => None,
         Some(token) => Some(parse_token(&token)?),
     };
-    let now = core.now();
+    let ttl = settings(&req).session_timeout;
     let outcome = core
         .login_with_code(
             origin(&req),
@@ -68,7 +68,7 @@ pub async fn login(req: HttpRequest, body: ActionBody) -> Result<HttpResponse, A
             Password::Sha512Hex(password),
             code,
             enabled,
-            settings(&req).session_timeout,
+            ttl,
         )
         .await
         .map_err(|e| match e {
@@ -80,7 +80,7 @@ pub async fn login(req: HttpRequest, body: ActionBody) -> Result<HttpResponse, A
     match outcome {
         CodeLogin::CodeRequired { .. } => Err(token_needed(&name)),
         CodeLogin::Complete(session) => Ok(HttpResponse::Ok().json(InventoryReply {
-            inventory: SessionInventory::new(&session, &session.user, now),
+            inventory: SessionInventory::new(&session, session.expires_at - ttl),
         })),
     }
 }
@@ -115,7 +115,7 @@ pub async fn logout(req: HttpRequest, uuid: web::Path<String>) -> Result<HttpRes
 #[get("/login/procedures")]
 pub async fn procedures(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let mut procedures = Vec::new();
-    if twofa_enabled(&core(&req)?).await? {
+    if twofa_enabled(&req).await? {
         let mut properties = Map::new();
         properties.insert("authenticationSource".into(), "GoogleAuthenticator".into());
         procedures.push(Procedure {

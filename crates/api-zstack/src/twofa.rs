@@ -3,10 +3,12 @@
 use actix_web::{get, put, web, HttpRequest, HttpResponse};
 use serde_json::{Map, Value};
 use twofa_core::query::{Condition, Op, QuerySpec, Sort, TotpField};
-use twofa_core::{Actor, Core, CoreError, Password, Session, TotpFactorInfo};
+use twofa_core::{Actor, CoreError, Password, Session, TotpFactorInfo};
 
 use crate::error::{ApiError, Code, ErrorReply};
-use crate::extract::{core, first, mandatory, origin, query_pairs, Action, ActionBody, OAuth};
+use crate::extract::{
+    core, first, mandatory, origin, query_pairs, settings, Action, ActionBody, OAuth,
+};
 use crate::jobs::async_action;
 use crate::query::{self, QueryParams, RawCondition};
 use crate::wire::{
@@ -16,12 +18,14 @@ use crate::wire::{
 
 pub(crate) const ENABLE_KEY: &str = "twofa.enable";
 
-/// The global switch `twofa.enable` (default false), shared through the database.
-pub(crate) async fn twofa_enabled(core: &Core) -> Result<bool, ApiError> {
-    Ok(core
-        .setting(ENABLE_KEY.into())
-        .await?
-        .is_some_and(|v| v == "true"))
+/// The global switch `twofa.enable`, shared through the database; until an admin sets
+/// it, the server's configured default (false unless configured).
+pub(crate) async fn twofa_enabled(req: &HttpRequest) -> Result<bool, ApiError> {
+    let stored = core(req)?.setting(ENABLE_KEY.into()).await?;
+    Ok(match stored {
+        Some(value) => value == "true",
+        None => settings(req).twofa_enable_default,
+    })
 }
 
 /// Checks `type`: `account` is served; `iam2` is a valid value without a backend here.
@@ -43,7 +47,7 @@ fn check_type(kind: &str) -> Result<(), ApiError> {
 )]
 #[get("/twofactorauthentication/state")]
 pub async fn state(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let enabled = twofa_enabled(&core(&req)?).await?;
+    let enabled = twofa_enabled(&req).await?;
     Ok(HttpResponse::Ok().json(StateReply {
         state: if enabled { "Enable" } else { "Disable" }.into(),
     }))
@@ -77,7 +81,7 @@ pub async fn get_secret(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         check_type(&kind)?;
     }
     let core = core(&req)?;
-    if !twofa_enabled(&core).await? {
+    if !twofa_enabled(&req).await? {
         return Err(ApiError::api(
             Code::Sys1006,
             "two factor authenticator is not enabled",

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use time::format_description::BorrowedFormatItem;
 use time::macros::format_description;
 use time::OffsetDateTime;
-use twofa_core::{Session, TotpFactorInfo, User};
+use twofa_core::{Session, TotpFactorInfo};
 use utoipa::ToSchema;
 
 const DATE: &[BorrowedFormatItem<'static>] = format_description!(
@@ -75,11 +75,11 @@ pub struct SessionInventory {
 }
 
 impl SessionInventory {
-    pub fn new(session: &Session, user: &User, created_at: i64) -> Self {
+    pub fn new(session: &Session, created_at: i64) -> Self {
         SessionInventory {
             uuid: session.refresh_token.clone(),
-            account_uuid: user.id.clone(),
-            user_uuid: user.id.clone(),
+            account_uuid: session.user.id.clone(),
+            user_uuid: session.user.id.clone(),
             user_type: "AccountVO".into(),
             expired_date: zstack_date(session.expires_at),
             create_date: zstack_date(created_at),

@@ -42,6 +42,9 @@ pub struct ConfigValues {
     /// Lifetime of ZStack sessions in seconds [default: 7200]
     #[arg(long, env = "TWOFA_ZSTACK_SESSION_TIMEOUT", global = true)]
     pub zstack_session_timeout: Option<i64>,
+    /// ZStack's `twofa.enable` until an admin changes it through the API [default: false]
+    #[arg(long, env = "TWOFA_ZSTACK_TWOFA_ENABLE", global = true)]
+    pub zstack_twofa_enable: Option<bool>,
     /// Mark cookies Secure (set when served over HTTPS) [default: false]
     #[arg(long, env = "TWOFA_SECURE_COOKIES", global = true)]
     pub secure_cookies: Option<bool>,
@@ -71,6 +74,7 @@ impl ConfigValues {
             zstack_session_timeout: self
                 .zstack_session_timeout
                 .or(fallback.zstack_session_timeout),
+            zstack_twofa_enable: self.zstack_twofa_enable.or(fallback.zstack_twofa_enable),
             secure_cookies: self.secure_cookies.or(fallback.secure_cookies),
             workers: self.workers.or(fallback.workers),
             pool_size: self.pool_size.or(fallback.pool_size),
@@ -91,6 +95,7 @@ pub struct Settings {
     pub jwt_key: Option<String>,
     pub ucloud_issuer: String,
     pub zstack_session_timeout: i64,
+    pub zstack_twofa_enable: bool,
     pub secure_cookies: bool,
     pub workers: Option<usize>,
     pub pool_size: u32,
@@ -156,6 +161,7 @@ impl Settings {
             jwt_key: v.jwt_key,
             ucloud_issuer: v.ucloud_issuer.unwrap_or_else(|| "UCloud".into()),
             zstack_session_timeout: v.zstack_session_timeout.unwrap_or(7200).max(1),
+            zstack_twofa_enable: v.zstack_twofa_enable.unwrap_or(false),
             secure_cookies: v.secure_cookies.unwrap_or(false),
             workers: v.workers,
             pool_size: v.pool_size.unwrap_or(16),
@@ -176,6 +182,7 @@ mod tests {
         assert!(s.database_url.ends_with("twofa.sqlite3"));
         assert_eq!(s.dialects, vec!["ucloud", "zstack"]);
         assert_eq!(s.zstack_session_timeout, 7200);
+        assert!(!s.zstack_twofa_enable);
     }
 
     #[test]
@@ -184,7 +191,7 @@ mod tests {
         let path = dir.path().join("twofa.toml");
         std::fs::write(
             &path,
-            "bind = \"0.0.0.0:9000\"\ndata_dir = \"/var/lib/twofa\"\nucloud_issuer = \"Example\"\nzstack_session_timeout = 60\n",
+            "bind = \"0.0.0.0:9000\"\ndata_dir = \"/var/lib/twofa\"\nucloud_issuer = \"Example\"\nzstack_session_timeout = 60\nzstack_twofa_enable = true\n",
         )
         .unwrap();
         let flags = ConfigValues {
@@ -196,6 +203,7 @@ mod tests {
         assert_eq!(s.data_dir, PathBuf::from("/var/lib/twofa"));
         assert_eq!(s.ucloud_issuer, "Example");
         assert_eq!(s.zstack_session_timeout, 60);
+        assert!(s.zstack_twofa_enable);
 
         std::fs::write(&path, "bindd = \"x\"\n").unwrap();
         assert!(matches!(

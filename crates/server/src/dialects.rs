@@ -35,6 +35,7 @@ pub const ALL: &[Dialect] = &[
         mount: |cfg, core, settings| {
             let zstack = twofa_api_zstack::ZstackSettings {
                 session_timeout: settings.zstack_session_timeout,
+                twofa_enable_default: settings.zstack_twofa_enable,
                 ..Default::default()
             };
             twofa_api_zstack::configure(core, zstack)(cfg)
