@@ -134,6 +134,16 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// Swagger UI's initializer script, which lists the served OpenAPI documents.
+    pub fn swagger_initializer(&self) -> String {
+        self.http
+            .get(self.url("/swagger-ui/swagger-initializer.js"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }

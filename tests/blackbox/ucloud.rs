@@ -535,13 +535,7 @@ pub fn docs_and_cli(s: Server) {
     );
     let ui = s.http.get(s.url("/swagger-ui/")).send().unwrap();
     assert_eq!(ui.status(), 200);
-    let config = s
-        .http
-        .get(s.url("/swagger-ui/swagger-initializer.js"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let config = s.swagger_initializer();
     assert!(config.contains("/openapi/ucloud.json"), "{config}");
     assert_eq!(
         json(s.http.get(s.url("/healthz")).send().unwrap()),
