@@ -69,6 +69,12 @@ pub struct Page<T> {
     pub total: Option<i64>,
 }
 
+diesel::define_sql_function! {
+    /// SQL `lower()`: LIKE compares case-insensitively on both backends (as on
+    /// SQLite and ZStack's MySQL), not only on SQLite.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
 type Filter<QS> = Box<dyn BoxableExpression<QS, Db, SqlType = Bool>>;
 
 fn invalid(what: String) -> CoreError {
@@ -95,8 +101,8 @@ macro_rules! compare {
     (text $col:expr, $op:expr, $vals:expr) => {{
         let vals: Vec<String> = $vals;
         match $op {
-            Op::Like => Box::new($col.like(one(&vals)?)) as Filter<_>,
-            Op::NotLike => Box::new($col.not_like(one(&vals)?)),
+            Op::Like => Box::new(lower($col).like(lower(one(&vals)?))) as Filter<_>,
+            Op::NotLike => Box::new(lower($col).not_like(lower(one(&vals)?))),
             op => compare!($col, op, vals),
         }
     }};

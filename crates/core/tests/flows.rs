@@ -909,6 +909,7 @@ async fn totp_inventory_query(e: Env) {
         (cond(Username, In, &["tia", "uma", "x"]), vec!["tia", "uma"]),
         (cond(Username, NotIn, &["tia"]), vec!["sam", "uma"]),
         (cond(Username, Like, &["t%"]), vec!["tia"]),
+        (cond(Username, Like, &["T_A"]), vec!["tia"]),
         (cond(Username, NotLike, &["%a"]), vec!["sam"]),
         (cond(CreatedAt, Gt, &[&t1]), vec!["uma"]),
         (cond(CreatedAt, Ge, &[&t1]), vec!["tia", "uma"]),
