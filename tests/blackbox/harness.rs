@@ -24,6 +24,8 @@ pub struct Server {
     pub database_url: String,
     pub backend: Backend,
     pub http: Client,
+    /// Extra environment for the binary (see `restart_with`).
+    env: Vec<(String, String)>,
 }
 
 fn free_port() -> u16 {
@@ -56,24 +58,41 @@ impl Server {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
+            env: Vec::new(),
         };
+        server.serve();
+        Some(server)
+    }
+
+    /// Starts `twofa serve` on a free port.
+    fn serve(&mut self) {
         // A port taken between probing and binding is retried.
         for _ in 0..5 {
             let port = free_port();
-            let child = server
+            let child = self
                 .command()
                 .arg("serve")
                 .env("TWOFA_BIND", format!("127.0.0.1:{port}"))
                 .spawn()
                 .unwrap();
-            server.child = Some(child);
-            server.base = format!("http://127.0.0.1:{port}");
-            if server.wait_ready() {
-                return Some(server);
+            self.child = Some(child);
+            self.base = format!("http://127.0.0.1:{port}");
+            if self.wait_ready() {
+                return;
             }
-            server.kill();
+            self.kill();
         }
         panic!("twofa did not start");
+    }
+
+    /// Restarts the server on the same database with extra environment variables.
+    pub fn restart_with(&mut self, env: &[(&str, &str)]) {
+        self.kill();
+        self.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.serve();
     }
 
     /// The binary with this server's configuration.
@@ -86,6 +105,7 @@ impl Server {
             .env("TWOFA_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("TWOFA_WORKERS", "2")
             .env("TWOFA_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         cmd
     }
@@ -112,6 +132,16 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Swagger UI's initializer script, which lists the served OpenAPI documents.
+    pub fn swagger_initializer(&self) -> String {
+        self.http
+            .get(self.url("/swagger-ui/swagger-initializer.js"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
     }
 
     pub fn pid(&self) -> u32 {

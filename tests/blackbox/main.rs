@@ -5,6 +5,7 @@ mod postgres;
 
 mod harness;
 mod ucloud;
+mod zstack;
 
 use harness::{Backend, Server};
 
@@ -37,4 +38,11 @@ on_both_backends!(
     ucloud::admin_reset,
     ucloud::docs_and_cli,
     ucloud::graceful_shutdown,
+    zstack::zstack_binding_flow,
+    zstack::zstack_code_lockout,
+    zstack::zstack_cross_dialect,
+    zstack::zstack_query_engine,
+    zstack::zstack_admin_reset,
+    zstack::zstack_bad_input,
+    zstack::zstack_settings,
 );

@@ -21,7 +21,7 @@ fn login_multipart(s: &Server, user: &str, password: &str) -> (u16, Value) {
 }
 
 /// Password login form-encoded, for a non-web service (refresh token in the body).
-fn login_form(s: &Server, user: &str, password: &str) -> (u16, Value) {
+pub(crate) fn login_form(s: &Server, user: &str, password: &str) -> (u16, Value) {
     let form = [
         ("username", user),
         ("password", password),
@@ -63,7 +63,7 @@ fn answer(s: &Server, body: Value) -> (u16, Value) {
 }
 
 /// Enrolls `user` through the seed's flow; returns the base32 secret.
-fn enroll(s: &Server, user: &str, password: &str) -> String {
+pub(crate) fn enroll(s: &Server, user: &str, password: &str) -> String {
     let token = access_token(s, user, password);
     let (_, created) = post(s, "/auth/2fa", &token);
     let secret = created["secret"].as_str().unwrap().to_string();
@@ -535,13 +535,7 @@ pub fn docs_and_cli(s: Server) {
     );
     let ui = s.http.get(s.url("/swagger-ui/")).send().unwrap();
     assert_eq!(ui.status(), 200);
-    let config = s
-        .http
-        .get(s.url("/swagger-ui/swagger-initializer.js"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let config = s.swagger_initializer();
     assert!(config.contains("/openapi/ucloud.json"), "{config}");
     assert_eq!(
         json(s.http.get(s.url("/healthz")).send().unwrap()),

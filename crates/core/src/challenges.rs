@@ -111,22 +111,58 @@ fn insert_challenge(
     Ok(id)
 }
 
+/// A new, not yet confirmed TOTP factor: secret and id drawn and the secret sealed
+/// before any transaction, inserted inside one.
+pub(crate) struct PendingFactor {
+    pub(crate) id: String,
+    pub(crate) secret: Vec<u8>,
+    sealed: Vec<u8>,
+}
+
+impl PendingFactor {
+    pub(crate) fn new(inner: &Inner) -> Self {
+        let secret = totp::generate_secret(inner.rng());
+        let id = random_hex(inner.rng(), 16);
+        let sealed = inner.secrets.seal(inner.rng(), &id, &secret);
+        PendingFactor { id, secret, sealed }
+    }
+
+    pub(crate) fn insert(
+        &self,
+        inner: &Inner,
+        conn: &mut DbConnection,
+        user_id: &str,
+    ) -> CoreResult<()> {
+        diesel::insert_into(totp_factors::table)
+            .values((
+                totp_factors::id.eq(&self.id),
+                totp_factors::user_id.eq(user_id),
+                totp_factors::secret_sealed.eq(&self.sealed),
+                totp_factors::active.eq(false),
+                totp_factors::last_step.eq(-1i64),
+                totp_factors::created_at.eq(inner.now()),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+}
+
 /// One code attempt by one user: the lockout check, the TOTP match, the atomic
 /// single-use step update, and the failure count, shared by every way a code arrives.
-struct CodeCheck<'a> {
-    inner: &'a Inner,
-    origin: &'a Origin,
-    user: &'a UserRow,
+pub(crate) struct CodeCheck<'a> {
+    pub(crate) inner: &'a Inner,
+    pub(crate) origin: &'a Origin,
+    pub(crate) user: &'a UserRow,
 }
 
 impl CodeCheck<'_> {
-    fn subject(&self) -> audit::Subject<'_> {
+    pub(crate) fn subject(&self) -> audit::Subject<'_> {
         Some((self.user.id.as_str(), self.user.username.as_str()))
     }
 
     /// The step `code` matches, checked outside any transaction (it is CPU work).
     /// Refused while the user is locked out; a wrong code is counted.
-    fn matching_step(
+    pub(crate) fn matching_step(
         &self,
         conn: &mut DbConnection,
         factor_id: &str,
@@ -148,7 +184,7 @@ impl CodeCheck<'_> {
     /// Inside the write transaction: moves the factor's last used step forward to
     /// `step`, or fails with `IncorrectCode` if that step was already used (a replay).
     /// `activate` confirms a pending factor instead.
-    fn accept_step(
+    pub(crate) fn accept_step(
         &self,
         conn: &mut DbConnection,
         factor_id: &str,
@@ -189,7 +225,11 @@ impl CodeCheck<'_> {
     }
 
     /// After the write transaction: a replay rolled it back and is counted as a failure.
-    fn count_replay<T>(&self, conn: &mut DbConnection, outcome: CoreResult<T>) -> CoreResult<T> {
+    pub(crate) fn count_replay<T>(
+        &self,
+        conn: &mut DbConnection,
+        outcome: CoreResult<T>,
+    ) -> CoreResult<T> {
         if let Err(CoreError::IncorrectCode) = outcome {
             record_code_failure(
                 self.inner,
@@ -245,9 +285,7 @@ impl Core {
     ) -> CoreResult<TotpSetup> {
         let (user, secret, challenge_id) = self
             .run(move |inner, conn| {
-                let secret = totp::generate_secret(inner.rng());
-                let factor_id = random_hex(inner.rng(), 16);
-                let sealed = inner.secrets.seal(inner.rng(), &factor_id, &secret);
+                let pending = PendingFactor::new(inner);
                 write_tx(conn, |conn| {
                     let user = find_by_id(conn, &user_id)?.ok_or(CoreError::UserNotFound)?;
                     if factor_state(conn, &user.id)? == FactorState::Active {
@@ -255,18 +293,11 @@ impl Core {
                     }
                     diesel::delete(totp_factors::table.filter(totp_factors::user_id.eq(&user.id)))
                         .execute(conn)?;
-                    diesel::insert_into(totp_factors::table)
-                        .values((
-                            totp_factors::id.eq(&factor_id),
-                            totp_factors::user_id.eq(&user.id),
-                            totp_factors::secret_sealed.eq(&sealed),
-                            totp_factors::active.eq(false),
-                            totp_factors::last_step.eq(-1i64),
-                            totp_factors::created_at.eq(inner.now()),
-                        ))
-                        .execute(conn)?;
+                    pending.insert(inner, conn, &user.id)?;
+                    let factor_id = &pending.id;
+                    let secret = pending.secret.clone();
                     let challenge =
-                        insert_challenge(inner, conn, SETUP, &user.id, &factor_id, &origin, None)?;
+                        insert_challenge(inner, conn, SETUP, &user.id, factor_id, &origin, None)?;
                     audit::record(
                         inner,
                         conn,

@@ -81,14 +81,47 @@ pub(crate) fn create(
     user: User,
     mfa: bool,
 ) -> CoreResult<Session> {
+    let id = random_hex(inner.rng(), 16);
+    let token = random_hex(inner.rng(), 32);
+    let csrf = random_hex(inner.rng(), 32);
+    let ttl = inner.cfg.refresh_token_ttl;
+    insert(inner, conn, origin, (id, user), mfa, token, Some(csrf), ttl)
+}
+
+/// Creates a session identified only by an opaque token of 32 hex digits (ZStack's
+/// session uuid), living `ttl` seconds. The token is `Session::refresh_token`.
+pub(crate) fn create_opaque(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    origin: &Origin,
+    user: User,
+    mfa: bool,
+    ttl: i64,
+) -> CoreResult<Session> {
+    let id = random_hex(inner.rng(), 16);
+    let token = random_hex(inner.rng(), 16);
+    insert(inner, conn, origin, (id, user), mfa, token, None, ttl)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn insert(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    origin: &Origin,
+    (id, user): (String, User),
+    mfa: bool,
+    refresh_token: String,
+    csrf_token: Option<String>,
+    ttl: i64,
+) -> CoreResult<Session> {
     let now = inner.now();
     let session = Session {
-        id: random_hex(inner.rng(), 16),
+        id,
         user,
         mfa,
-        refresh_token: random_hex(inner.rng(), 32),
-        csrf_token: Some(random_hex(inner.rng(), 32)),
-        expires_at: now + inner.cfg.refresh_token_ttl,
+        refresh_token,
+        csrf_token,
+        expires_at: now + ttl,
     };
     diesel::insert_into(sessions::table)
         .values((

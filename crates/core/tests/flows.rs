@@ -4,9 +4,10 @@
 mod postgres;
 
 use std::sync::Arc;
+use twofa_core::query::{Condition, Op, Page, QuerySpec, Sort, TotpField};
 use twofa_core::{
-    totp, Actor, ChallengeOutcome, Clock, Core, CoreConfig, CoreError, FactorState, LoginStep,
-    ManualClock, NewUser, Origin, SeededRandom, User,
+    totp, Actor, ChallengeOutcome, Clock, CodeLogin, Core, CoreConfig, CoreError, FactorState,
+    LoginStep, ManualClock, NewUser, Origin, Password, SeededRandom, TotpFactorInfo, User,
 };
 
 /// 2026-01-01T00:00:10Z: ten seconds into a TOTP step.
@@ -563,6 +564,411 @@ async fn direct_code_checks(e: Env) {
     ));
 }
 
+fn sha512_hex(p: &str) -> Password {
+    use sha2::{Digest, Sha512};
+    let digest = Sha512::digest(p.as_bytes());
+    Password::Sha512Hex(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl Env {
+    async fn code_login(
+        &self,
+        user: &User,
+        code: Option<String>,
+        required: bool,
+    ) -> Result<CodeLogin, CoreError> {
+        self.core
+            .login_with_code(
+                origin(),
+                user.username.clone(),
+                sha512_hex(&format!("{}-pw", user.username)),
+                code,
+                required,
+                7200,
+            )
+            .await
+    }
+
+    async fn pending(&self, user: &User) -> TotpFactorInfo {
+        self.core
+            .pending_totp(
+                origin(),
+                user.username.clone(),
+                sha512_hex(&format!("{}-pw", user.username)),
+            )
+            .await
+            .unwrap()
+    }
+}
+
+fn secret_of(info: &TotpFactorInfo) -> Vec<u8> {
+    totp::secret_from_base32(info.secret_base32.as_deref().unwrap()).unwrap()
+}
+
+/// Codes sent with the login: binding a pending factor, no bypass once active, replay,
+/// sessions with their own lifetime bound to the dialect.
+async fn inline_codes_bind_and_log_in(e: Env) {
+    let u = e.user("nora", false).await;
+    assert!(matches!(
+        e.code_login(&u, None, false).await,
+        Ok(CodeLogin::Complete(_))
+    ));
+    assert!(matches!(
+        e.code_login(&u, None, true).await,
+        Ok(CodeLogin::CodeRequired { .. })
+    ));
+    assert!(matches!(
+        e.code_login(&u, Some("123456".into()), true).await,
+        Err(CoreError::NoSecondFactor)
+    ));
+    // The password comes first: a wrong one says nothing about codes.
+    let wrong_pw = e
+        .core
+        .login_with_code(
+            origin(),
+            "nora".into(),
+            sha512_hex("x"),
+            Some("1".into()),
+            true,
+            60,
+        )
+        .await;
+    assert!(matches!(wrong_pw, Err(CoreError::InvalidCredentials)));
+
+    let pending = e.pending(&u).await;
+    assert!(!pending.active);
+    assert_eq!(
+        e.pending(&u).await.id,
+        pending.id,
+        "the same pending factor"
+    );
+    assert_eq!(
+        e.pending(&u).await.secret_base32,
+        pending.secret_base32,
+        "the same secret"
+    );
+    assert_eq!(
+        e.core.totp_state(u.id.clone()).await.unwrap(),
+        FactorState::Pending
+    );
+    // A pending factor is not required yet.
+    assert!(matches!(
+        e.code_login(&u, None, false).await,
+        Ok(CodeLogin::Complete(_))
+    ));
+    let secret = secret_of(&pending);
+    assert!(matches!(
+        e.code_login(&u, Some(wrong(&e.code(&secret, 0))), false)
+            .await,
+        Err(CoreError::IncorrectCode)
+    ));
+    assert_eq!(
+        e.core.totp_state(u.id.clone()).await.unwrap(),
+        FactorState::Pending,
+        "a wrong code does not bind"
+    );
+    let code = e.code(&secret, 0);
+    let session = match e.code_login(&u, Some(code.clone()), false).await.unwrap() {
+        CodeLogin::Complete(s) => s,
+        other => panic!("{other:?}"),
+    };
+    assert!(session.mfa);
+    assert_eq!(session.refresh_token.len(), 32);
+    if let Some(file) = &e.db_file {
+        for path in [file.clone(), file.with_extension("sqlite3-wal")] {
+            let bytes = std::fs::read(path).unwrap_or_default();
+            let token = session.refresh_token.as_bytes();
+            assert!(
+                !bytes.windows(token.len()).any(|w| w == token),
+                "session tokens are stored hashed"
+            );
+        }
+    }
+    assert_eq!(session.expires_at, T0 + 7200);
+    assert_eq!(
+        e.core.totp_state(u.id.clone()).await.unwrap(),
+        FactorState::Active
+    );
+    let bound = e.pending(&u).await;
+    assert!(
+        bound.active && bound.secret_base32.is_none(),
+        "never disclosed again"
+    );
+    assert_eq!(bound.id, pending.id);
+    assert_eq!(bound.updated_at, T0);
+    // Replay, then no bypass without a code, on this dialect or through challenges.
+    assert!(matches!(
+        e.code_login(&u, Some(code), false).await,
+        Err(CoreError::IncorrectCode)
+    ));
+    assert!(matches!(
+        e.code_login(&u, None, false).await,
+        Ok(CodeLogin::CodeRequired { .. })
+    ));
+    let c = e.login_challenge(&u).await;
+    assert!(!c.is_empty());
+
+    // The opaque session works through its dialect only, until it expires.
+    let lookup = |dialect: &str| {
+        e.core.refresh_session(
+            Origin::new(dialect, None),
+            session.refresh_token.clone(),
+            None,
+        )
+    };
+    assert_eq!(lookup("test").await.unwrap().user.id, u.id);
+    assert!(matches!(
+        lookup("other").await,
+        Err(CoreError::InvalidToken)
+    ));
+    e.clock.advance(7200);
+    assert!(matches!(lookup("test").await, Err(CoreError::InvalidToken)));
+}
+
+/// Concurrent first calls for the pending secret agree on one factor.
+async fn concurrent_first_secret(e: Env) {
+    let u = e.user("vera", false).await;
+    let calls: Vec<_> = (0..8)
+        .map(|_| {
+            let core = e.core.clone();
+            tokio::spawn(async move {
+                core.pending_totp(origin(), "vera".into(), sha512_hex("vera-pw"))
+                    .await
+                    .unwrap()
+                    .id
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for call in calls {
+        ids.push(call.await.unwrap());
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(e.pending(&u).await.id, ids[0]);
+}
+
+/// Wrong codes sent with logins lock the user's codes out like challenge answers.
+async fn inline_codes_lock_out(e: Env) {
+    let u = e.user("olga", false).await;
+    let secret = e.enroll(&u).await;
+    for _ in 0..5 {
+        assert!(matches!(
+            e.code_login(&u, Some(wrong(&e.code(&secret, 0))), false)
+                .await,
+            Err(CoreError::IncorrectCode)
+        ));
+    }
+    assert!(matches!(
+        e.code_login(&u, Some(e.code(&secret, 0)), false).await,
+        Err(CoreError::Locked { retry_after: 30 })
+    ));
+    e.clock.advance(30);
+    assert!(matches!(
+        e.code_login(&u, Some(e.code(&secret, 0)), false).await,
+        Ok(CodeLogin::Complete(_))
+    ));
+}
+
+/// Re-issuing a factor: admins only, with the user's password; the old code is dead.
+async fn reissue_is_admin_only(e: Env) {
+    let admin = e.user("root", true).await;
+    let u = e.user("pia", false).await;
+    let other = e.user("quinn", false).await;
+    let old = e.pending(&u).await;
+    let reissue = |actor: &User, password: &str| {
+        e.core.reissue_totp(
+            origin(),
+            Actor::User(actor.id.clone()),
+            "pia".into(),
+            sha512_hex(password),
+        )
+    };
+    assert!(matches!(
+        reissue(&other, "pia-pw").await,
+        Err(CoreError::Forbidden)
+    ));
+    assert!(matches!(
+        reissue(&admin, "nope").await,
+        Err(CoreError::InvalidCredentials)
+    ));
+    assert_eq!(e.pending(&u).await.id, old.id, "unchanged");
+    let fresh = reissue(&admin, "pia-pw").await.unwrap();
+    assert_ne!(fresh.id, old.id);
+    assert_ne!(fresh.secret_base32, old.secret_base32);
+    assert!(!fresh.active);
+    assert!(matches!(
+        e.code_login(&u, Some(e.code(&secret_of(&old), 0)), true)
+            .await,
+        Err(CoreError::IncorrectCode)
+    ));
+    assert!(matches!(
+        e.code_login(&u, Some(e.code(&secret_of(&fresh), 0)), true)
+            .await,
+        Ok(CodeLogin::Complete(_))
+    ));
+}
+
+/// Settings are shared and admin-only; job results are sealed, per dialect, and expire.
+async fn settings_and_job_results(e: Env) {
+    let admin = e.user("root", true).await;
+    let u = e.user("rita", false).await;
+    let set = |actor: &User, value: &str| {
+        e.core.set_setting(
+            origin(),
+            Actor::User(actor.id.clone()),
+            "k".into(),
+            value.into(),
+        )
+    };
+    assert_eq!(e.core.setting("k".into()).await.unwrap(), None);
+    assert!(matches!(set(&u, "1").await, Err(CoreError::Forbidden)));
+    set(&admin, "1").await.unwrap();
+    set(&admin, "2").await.unwrap();
+    assert_eq!(
+        e.core.setting("k".into()).await.unwrap().as_deref(),
+        Some("2")
+    );
+
+    let job = e
+        .core
+        .store_job_result(origin(), "the result".into(), 60)
+        .await
+        .unwrap();
+    assert_eq!(job.len(), 32);
+    assert_eq!(
+        e.core
+            .job_result(origin(), job.clone())
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("the result")
+    );
+    assert_eq!(
+        e.core
+            .job_result(Origin::new("other", None), job.clone())
+            .await
+            .unwrap(),
+        None
+    );
+    if let Some(file) = &e.db_file {
+        let bytes = std::fs::read(file).unwrap_or_default();
+        let wal = std::fs::read(file.with_extension("sqlite3-wal")).unwrap_or_default();
+        for b in [bytes, wal] {
+            assert!(!b.windows(10).any(|w| w == b"the result"), "sealed at rest");
+        }
+    }
+    e.clock.advance(60);
+    assert_eq!(e.core.job_result(origin(), job).await.unwrap(), None);
+}
+
+/// The TOTP inventory query: every operator, sorting, paging, counting, visibility.
+async fn totp_inventory_query(e: Env) {
+    let admin = e.user("root", true).await;
+    let mut users = Vec::new();
+    for (i, name) in ["sam", "tia", "uma"].iter().enumerate() {
+        let u = e.user(name, false).await;
+        e.pending(&u).await;
+        users.push(u);
+        e.clock.advance(10 * (i as i64 + 1));
+    }
+    let secret = secret_of(&e.pending(&users[0]).await);
+    e.code_login(&users[0], Some(e.code(&secret, 0)), false)
+        .await
+        .unwrap();
+    let run = |caller: &User, conditions: Vec<Condition<TotpField>>| {
+        e.core.query_totp_factors(
+            caller.id.clone(),
+            QuerySpec {
+                conditions,
+                sort: Some(Sort {
+                    field: TotpField::Username,
+                    ascending: true,
+                }),
+                limit: 1000,
+                start: 0,
+                rows: true,
+                total: true,
+            },
+        )
+    };
+    let cond = |field, op, values: &[&str]| Condition {
+        field,
+        op,
+        values: values.iter().map(|v| v.to_string()).collect(),
+    };
+    let names = |page: Page<TotpFactorInfo>| -> Vec<String> {
+        page.rows.into_iter().map(|r| r.username).collect()
+    };
+    use Op::*;
+    use TotpField::*;
+    let t1 = (T0 + 10).to_string();
+    let cases: Vec<(Condition<TotpField>, Vec<&str>)> = vec![
+        (cond(Active, Eq, &["true"]), vec!["sam"]),
+        (cond(Active, Ne, &["true"]), vec!["tia", "uma"]),
+        (cond(Username, In, &["tia", "uma", "x"]), vec!["tia", "uma"]),
+        (cond(Username, NotIn, &["tia"]), vec!["sam", "uma"]),
+        (cond(Username, Like, &["t%"]), vec!["tia"]),
+        (cond(Username, Like, &["T_A"]), vec!["tia"]),
+        (cond(Username, NotLike, &["%a"]), vec!["sam"]),
+        (cond(CreatedAt, Gt, &[&t1]), vec!["uma"]),
+        (cond(CreatedAt, Ge, &[&t1]), vec!["tia", "uma"]),
+        (cond(CreatedAt, Lt, &[&t1]), vec!["sam"]),
+        (cond(CreatedAt, Le, &[&t1]), vec!["sam", "tia"]),
+        (cond(UpdatedAt, Gt, &[&t1]), vec!["sam", "uma"]),
+        (cond(UserId, Eq, &[&users[1].id]), vec!["tia"]),
+        (cond(UserId, IsNull, &[]), vec![]),
+        (cond(Id, NotNull, &[]), vec!["sam", "tia", "uma"]),
+    ];
+    for (c, expected) in cases {
+        let what = format!("{c:?}");
+        let page = run(&admin, vec![c]).await.unwrap();
+        assert_eq!(page.total, Some(expected.len() as i64), "{what}");
+        assert_eq!(names(page), expected, "{what}");
+    }
+    // Bound parameters: a quote is just a character.
+    assert!(names(
+        run(&admin, vec![cond(Username, Eq, &["x' OR '1'='1"])])
+            .await
+            .unwrap()
+    )
+    .is_empty());
+    // Non-admins see their own row only.
+    assert_eq!(names(run(&users[1], vec![]).await.unwrap()), vec!["tia"]);
+    // Bad values and operators are input errors.
+    for c in [
+        cond(Active, Like, &["t%"]),
+        cond(CreatedAt, Eq, &["yesterday"]),
+        cond(Id, Eq, &["a", "b"]),
+    ] {
+        assert!(matches!(
+            run(&admin, vec![c]).await,
+            Err(CoreError::InvalidInput(_))
+        ));
+    }
+    // Sorting and paging.
+    let page = e
+        .core
+        .query_totp_factors(
+            admin.id.clone(),
+            QuerySpec {
+                conditions: vec![],
+                sort: Some(Sort {
+                    field: CreatedAt,
+                    ascending: false,
+                }),
+                limit: 1,
+                start: 1,
+                rows: true,
+                total: false,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, None);
+    assert_eq!(names(page), vec!["tia"]);
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -593,4 +999,10 @@ on_both_backends!(
     admin_reset,
     no_plaintext_secrets_on_disk,
     direct_code_checks,
+    inline_codes_bind_and_log_in,
+    inline_codes_lock_out,
+    concurrent_first_secret,
+    reissue_is_admin_only,
+    settings_and_job_results,
+    totp_inventory_query,
 );

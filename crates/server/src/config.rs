@@ -39,6 +39,12 @@ pub struct ConfigValues {
     /// Issuer shown in authenticator apps for UCloud enrollments [default: UCloud]
     #[arg(long, env = "TWOFA_UCLOUD_ISSUER", global = true)]
     pub ucloud_issuer: Option<String>,
+    /// Lifetime of ZStack sessions in seconds [default: 7200]
+    #[arg(long, env = "TWOFA_ZSTACK_SESSION_TIMEOUT", global = true)]
+    pub zstack_session_timeout: Option<i64>,
+    /// ZStack's `twofa.enable` until an admin changes it through the API [default: false]
+    #[arg(long, env = "TWOFA_ZSTACK_TWOFA_ENABLE", global = true)]
+    pub zstack_twofa_enable: Option<bool>,
     /// Mark cookies Secure (set when served over HTTPS) [default: false]
     #[arg(long, env = "TWOFA_SECURE_COOKIES", global = true)]
     pub secure_cookies: Option<bool>,
@@ -65,6 +71,10 @@ impl ConfigValues {
             master_key: self.master_key.or(fallback.master_key),
             jwt_key: self.jwt_key.or(fallback.jwt_key),
             ucloud_issuer: self.ucloud_issuer.or(fallback.ucloud_issuer),
+            zstack_session_timeout: self
+                .zstack_session_timeout
+                .or(fallback.zstack_session_timeout),
+            zstack_twofa_enable: self.zstack_twofa_enable.or(fallback.zstack_twofa_enable),
             secure_cookies: self.secure_cookies.or(fallback.secure_cookies),
             workers: self.workers.or(fallback.workers),
             pool_size: self.pool_size.or(fallback.pool_size),
@@ -84,6 +94,8 @@ pub struct Settings {
     pub master_key: Option<String>,
     pub jwt_key: Option<String>,
     pub ucloud_issuer: String,
+    pub zstack_session_timeout: i64,
+    pub zstack_twofa_enable: bool,
     pub secure_cookies: bool,
     pub workers: Option<usize>,
     pub pool_size: Option<u32>,
@@ -148,6 +160,8 @@ impl Settings {
             master_key: v.master_key,
             jwt_key: v.jwt_key,
             ucloud_issuer: v.ucloud_issuer.unwrap_or_else(|| "UCloud".into()),
+            zstack_session_timeout: v.zstack_session_timeout.unwrap_or(7200).max(1),
+            zstack_twofa_enable: v.zstack_twofa_enable.unwrap_or(false),
             secure_cookies: v.secure_cookies.unwrap_or(false),
             workers: v.workers,
             pool_size: v.pool_size,
@@ -166,7 +180,9 @@ mod tests {
         assert_eq!(s.bind, "127.0.0.1:8080");
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         assert!(s.database_url.ends_with("twofa.sqlite3"));
-        assert_eq!(s.dialects, vec!["ucloud"]);
+        assert_eq!(s.dialects, vec!["ucloud", "zstack"]);
+        assert_eq!(s.zstack_session_timeout, 7200);
+        assert!(!s.zstack_twofa_enable);
     }
 
     #[test]
@@ -175,7 +191,7 @@ mod tests {
         let path = dir.path().join("twofa.toml");
         std::fs::write(
             &path,
-            "bind = \"0.0.0.0:9000\"\ndata_dir = \"/var/lib/twofa\"\nucloud_issuer = \"Example\"\n",
+            "bind = \"0.0.0.0:9000\"\ndata_dir = \"/var/lib/twofa\"\nucloud_issuer = \"Example\"\nzstack_session_timeout = 60\nzstack_twofa_enable = true\n",
         )
         .unwrap();
         let flags = ConfigValues {
@@ -186,6 +202,8 @@ mod tests {
         assert_eq!(s.bind, "127.0.0.1:1");
         assert_eq!(s.data_dir, PathBuf::from("/var/lib/twofa"));
         assert_eq!(s.ucloud_issuer, "Example");
+        assert_eq!(s.zstack_session_timeout, 60);
+        assert!(s.zstack_twofa_enable);
 
         std::fs::write(&path, "bindd = \"x\"\n").unwrap();
         assert!(matches!(

@@ -14,19 +14,34 @@ pub struct Dialect {
     pub mount: fn(&mut ServiceConfig, Core, &Settings),
 }
 
-pub const ALL: &[Dialect] = &[Dialect {
-    name: twofa_api_ucloud::DIALECT,
-    doc_path: "/openapi/ucloud.json",
-    openapi: twofa_api_ucloud::UcloudApi::openapi,
-    mount: |cfg, core, settings| {
-        let ucloud = twofa_api_ucloud::UcloudSettings {
-            issuer: settings.ucloud_issuer.clone(),
-            secure_cookies: settings.secure_cookies,
-            ..Default::default()
-        };
-        twofa_api_ucloud::configure(core, ucloud)(cfg)
+pub const ALL: &[Dialect] = &[
+    Dialect {
+        name: twofa_api_ucloud::DIALECT,
+        doc_path: "/openapi/ucloud.json",
+        openapi: twofa_api_ucloud::UcloudApi::openapi,
+        mount: |cfg, core, settings| {
+            let ucloud = twofa_api_ucloud::UcloudSettings {
+                issuer: settings.ucloud_issuer.clone(),
+                secure_cookies: settings.secure_cookies,
+                ..Default::default()
+            };
+            twofa_api_ucloud::configure(core, ucloud)(cfg)
+        },
     },
-}];
+    Dialect {
+        name: twofa_api_zstack::DIALECT,
+        doc_path: "/openapi/zstack.json",
+        openapi: twofa_api_zstack::ZstackApi::openapi,
+        mount: |cfg, core, settings| {
+            let zstack = twofa_api_zstack::ZstackSettings {
+                session_timeout: settings.zstack_session_timeout,
+                twofa_enable_default: settings.zstack_twofa_enable,
+                ..Default::default()
+            };
+            twofa_api_zstack::configure(core, zstack)(cfg)
+        },
+    },
+];
 
 pub fn find(name: &str) -> Option<&'static Dialect> {
     ALL.iter().find(|d| d.name == name)

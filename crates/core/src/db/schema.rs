@@ -77,6 +77,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    settings (key) {
+        key -> Text,
+        value -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    api_jobs (id_hash) {
+        id_hash -> Text,
+        dialect -> Text,
+        result_sealed -> Binary,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
 diesel::joinable!(totp_factors -> users (user_id));
 diesel::joinable!(challenges -> users (user_id));
 diesel::joinable!(challenges -> totp_factors (factor_id));
@@ -88,5 +106,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     challenges,
     throttles,
     sessions,
-    audit_log
+    audit_log,
+    settings,
+    api_jobs
 );

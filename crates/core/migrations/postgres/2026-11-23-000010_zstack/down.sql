@@ -1,0 +1,2 @@
+DROP TABLE api_jobs;
+DROP TABLE settings;
