@@ -100,8 +100,8 @@ impl Core {
         username: String,
         password: Password,
     ) -> CoreResult<TotpFactorInfo> {
+        let user = self.authenticate(&origin, &username, password).await?;
         self.run(move |inner, conn| {
-            let user = Core::authenticate(inner, conn, &origin, &username, &password)?;
             let row = user_row(conn, &user)?;
             let pending = PendingFactor::new(inner);
             let created = write_tx(conn, |conn| {
@@ -148,8 +148,8 @@ impl Core {
         code_required: bool,
         ttl: i64,
     ) -> CoreResult<CodeLogin> {
+        let user = self.authenticate(&origin, &username, password).await?;
         self.run(move |inner, conn| {
-            let user = Core::authenticate(inner, conn, &origin, &username, &password)?;
             let row = user_row(conn, &user)?;
             let factor = factor_of(conn, &row.id)?;
             let needs_code = code_required || factor.as_ref().is_some_and(|f| f.active);
@@ -193,9 +193,10 @@ impl Core {
         username: String,
         password: Password,
     ) -> CoreResult<TotpFactorInfo> {
+        // Only an admin gets to have a password checked here.
+        self.run(move |_, conn| require_admin(conn, &actor)).await?;
+        let user = self.authenticate(&origin, &username, password).await?;
         self.run(move |inner, conn| {
-            require_admin(conn, &actor)?;
-            let user = Core::authenticate(inner, conn, &origin, &username, &password)?;
             let row = user_row(conn, &user)?;
             let pending = PendingFactor::new(inner);
             write_tx(conn, |conn| {
