@@ -90,6 +90,8 @@ pub struct Core {
 
 pub(crate) struct Inner {
     pub(crate) pool: DbPool,
+    /// SQLite: the group-commit thread that runs all database work.
+    batcher: Option<db::batch::Batcher>,
     /// One permit per pooled connection: requests beyond that wait here, asynchronously,
     /// instead of parking blocking-pool threads on the pool.
     db_permits: tokio::sync::Semaphore,
@@ -117,12 +119,18 @@ impl Core {
         clock: Arc<dyn Clock>,
         rng: Arc<dyn RandomSource>,
     ) -> CoreResult<Core> {
+        let backend = Backend::of_url(&cfg.database_url);
         let pool = db::connect(&cfg.database_url, cfg.pool_size)?;
+        let batcher = match backend {
+            Backend::Sqlite => Some(db::batch::Batcher::start(pool.get()?)?),
+            Backend::Postgres => None,
+        };
         Ok(Core {
             inner: Arc::new(Inner {
                 pool,
+                batcher,
                 db_permits: tokio::sync::Semaphore::new(cfg.pool_size as usize),
-                backend: Backend::of_url(&cfg.database_url),
+                backend,
                 clock,
                 rng,
                 secrets: SecretBox::new(&cfg.master_key),
@@ -140,12 +148,33 @@ impl Core {
         self.inner.now()
     }
 
-    /// Runs blocking database work off the async threads.
+    /// Runs blocking database work off the async threads: on SQLite in the next
+    /// group-commit batch, on PostgreSQL on the blocking pool with a pooled connection.
+    /// Either way the result is returned only once its writes are committed.
     pub(crate) async fn run<T, F>(&self, f: F) -> CoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Inner, &mut DbConnection) -> CoreResult<T> + Send + 'static,
     {
+        if let Some(batcher) = &self.inner.batcher {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let inner = self.inner.clone();
+            batcher.submit(Box::new(move |conn| {
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&inner, conn)));
+                Box::new(move |committed| {
+                    let result = match (result, committed) {
+                        (Ok(result), Ok(())) => result,
+                        (Ok(_), Err(e)) => Err(CoreError::Storage(format!("commit failed: {e}"))),
+                        (Err(_), _) => Err(CoreError::Internal("database task panicked".into())),
+                    };
+                    let _ = reply.send(result);
+                })
+            }))?;
+            return answer
+                .await
+                .map_err(|_| CoreError::Internal("the database thread dropped a task".into()))?;
+        }
         let _permit = self
             .inner
             .db_permits

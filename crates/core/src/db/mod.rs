@@ -1,6 +1,7 @@
 //! Storage: one diesel `MultiConnection` over SQLite (embedded default) and PostgreSQL,
 //! pooled with r2d2. The backend is chosen by the URL scheme.
 
+pub(crate) mod batch;
 pub mod schema;
 
 use diesel::connection::SimpleConnection;
@@ -32,8 +33,8 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// SQLite gets one connection: it has one writer anyway, and every commit resets
-    /// the page cache of every other connection. Nothing slow runs while holding it.
+    /// SQLite gets one connection, owned by the group-commit thread (db/batch.rs): it has
+    /// one writer anyway, and every commit would reset other connections' page caches.
     pub fn default_pool_size(self) -> u32 {
         match self {
             Backend::Sqlite => 1,
@@ -102,6 +103,29 @@ fn migrate(conn: &mut DbConnection) -> Result<(), CoreError> {
     result.map_err(|e| CoreError::Storage(format!("migration failed: {e}")))
 }
 
+/// Inside a group-commit batch: a savepoint, so that a failure undoes only this part.
+fn savepoint<T>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, CoreError>,
+) -> Result<T, CoreError> {
+    conn.batch_execute("SAVEPOINT write_tx")?;
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
+    match outcome {
+        Ok(Ok(value)) => {
+            conn.batch_execute("RELEASE write_tx")?;
+            Ok(value)
+        }
+        Ok(Err(e)) => {
+            let _ = conn.batch_execute("ROLLBACK TO write_tx; RELEASE write_tx");
+            Err(e)
+        }
+        Err(panic) => {
+            let _ = conn.batch_execute("ROLLBACK TO write_tx; RELEASE write_tx");
+            std::panic::resume_unwind(panic)
+        }
+    }
+}
+
 static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Runs `f` in a write transaction. SQLite gets `BEGIN IMMEDIATE` so that a transaction
@@ -111,6 +135,9 @@ pub fn write_tx<T>(
     conn: &mut DbConnection,
     f: impl FnOnce(&mut DbConnection) -> Result<T, CoreError>,
 ) -> Result<T, CoreError> {
+    if batch::in_batch() {
+        return savepoint(conn, f);
+    }
     // SQLite has one writer at a time. Writers of this process queue on a mutex: SQLite's
     // own busy handler makes waiting writers sleep in growing steps (1, 2, 5, 10 ms ...),
     // which under load costs far more than the writes. busy_timeout still covers other
