@@ -120,7 +120,11 @@ impl Core {
         rng: Arc<dyn RandomSource>,
     ) -> CoreResult<Core> {
         let backend = Backend::of_url(&cfg.database_url);
-        let pool = db::connect(&cfg.database_url, cfg.pool_size)?;
+        let pool_size = match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => cfg.pool_size,
+        };
+        let pool = db::connect(&cfg.database_url, pool_size)?;
         let batcher = match backend {
             Backend::Sqlite => Some(db::batch::Batcher::start(pool.get()?)?),
             Backend::Postgres => None,
@@ -129,7 +133,7 @@ impl Core {
             inner: Arc::new(Inner {
                 pool,
                 batcher,
-                db_permits: tokio::sync::Semaphore::new(cfg.pool_size as usize),
+                db_permits: tokio::sync::Semaphore::new(pool_size as usize),
                 backend,
                 clock,
                 rng,

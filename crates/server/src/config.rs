@@ -51,7 +51,7 @@ pub struct ConfigValues {
     /// HTTP worker threads [default: one per core]
     #[arg(long, env = "TWOFA_WORKERS", global = true)]
     pub workers: Option<usize>,
-    /// Database connections in the pool [default: 1 for SQLite, 16 for PostgreSQL]
+    /// PostgreSQL connections in the pool (SQLite uses one) [default: 16]
     #[arg(long, env = "TWOFA_POOL_SIZE", global = true)]
     pub pool_size: Option<u32>,
     /// Log filter, e.g. `info` or `twofa_core=debug` [default: info]
