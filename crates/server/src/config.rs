@@ -39,6 +39,33 @@ pub struct ConfigValues {
     /// Issuer shown in authenticator apps for UCloud enrollments [default: UCloud]
     #[arg(long, env = "TWOFA_UCLOUD_ISSUER", global = true)]
     pub ucloud_issuer: Option<String>,
+    /// SMTP server for mail with codes and links, lettre's URL form:
+    /// smtp://user:pass@host:587?tls=required (STARTTLS), smtps://user:pass@host (TLS),
+    /// smtp://host:25 (plain, local relays) [default: none, mail goes to <data dir>/outbox/mail]
+    #[arg(long, env = "TWOFA_SMTP_URL", global = true, hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// From address of mail [default: twofa@localhost]
+    #[arg(long, env = "TWOFA_MAIL_FROM", global = true)]
+    pub mail_from: Option<String>,
+    /// Path prefix of the AuthEndpoints dialect [default: none, /users and /jwt at the root]
+    #[arg(long, env = "TWOFA_AUTHENDPOINTS_PREFIX", global = true)]
+    pub authendpoints_prefix: Option<String>,
+    /// Issuer of AuthEndpoints JWTs [default: webapi]
+    #[arg(long, env = "TWOFA_AUTHENDPOINTS_JWT_ISSUER", global = true)]
+    pub authendpoints_jwt_issuer: Option<String>,
+    /// Audience of AuthEndpoints JWTs [default: webapi]
+    #[arg(long, env = "TWOFA_AUTHENDPOINTS_JWT_AUDIENCE", global = true)]
+    pub authendpoints_jwt_audience: Option<String>,
+    /// Link in AuthEndpoints confirmation mails, with {uid} and {token}
+    #[arg(
+        long,
+        env = "TWOFA_AUTHENDPOINTS_EMAIL_CONFIRMATION_URL",
+        global = true
+    )]
+    pub authendpoints_email_confirmation_url: Option<String>,
+    /// Link in AuthEndpoints password reset mails, with {uid} and {token}
+    #[arg(long, env = "TWOFA_AUTHENDPOINTS_PASSWORD_RESET_URL", global = true)]
+    pub authendpoints_password_reset_url: Option<String>,
     /// Mark cookies Secure (set when served over HTTPS) [default: false]
     #[arg(long, env = "TWOFA_SECURE_COOKIES", global = true)]
     pub secure_cookies: Option<bool>,
@@ -65,6 +92,21 @@ impl ConfigValues {
             master_key: self.master_key.or(fallback.master_key),
             jwt_key: self.jwt_key.or(fallback.jwt_key),
             ucloud_issuer: self.ucloud_issuer.or(fallback.ucloud_issuer),
+            smtp_url: self.smtp_url.or(fallback.smtp_url),
+            mail_from: self.mail_from.or(fallback.mail_from),
+            authendpoints_prefix: self.authendpoints_prefix.or(fallback.authendpoints_prefix),
+            authendpoints_jwt_issuer: self
+                .authendpoints_jwt_issuer
+                .or(fallback.authendpoints_jwt_issuer),
+            authendpoints_jwt_audience: self
+                .authendpoints_jwt_audience
+                .or(fallback.authendpoints_jwt_audience),
+            authendpoints_email_confirmation_url: self
+                .authendpoints_email_confirmation_url
+                .or(fallback.authendpoints_email_confirmation_url),
+            authendpoints_password_reset_url: self
+                .authendpoints_password_reset_url
+                .or(fallback.authendpoints_password_reset_url),
             secure_cookies: self.secure_cookies.or(fallback.secure_cookies),
             workers: self.workers.or(fallback.workers),
             pool_size: self.pool_size.or(fallback.pool_size),
@@ -84,6 +126,14 @@ pub struct Settings {
     pub master_key: Option<String>,
     pub jwt_key: Option<String>,
     pub ucloud_issuer: String,
+    pub smtp_url: Option<String>,
+    pub mail_from: String,
+    /// Unset values keep the dialect's defaults.
+    pub authendpoints_prefix: Option<String>,
+    pub authendpoints_jwt_issuer: Option<String>,
+    pub authendpoints_jwt_audience: Option<String>,
+    pub authendpoints_email_confirmation_url: Option<String>,
+    pub authendpoints_password_reset_url: Option<String>,
     pub secure_cookies: bool,
     pub workers: Option<usize>,
     pub pool_size: u32,
@@ -148,6 +198,13 @@ impl Settings {
             master_key: v.master_key,
             jwt_key: v.jwt_key,
             ucloud_issuer: v.ucloud_issuer.unwrap_or_else(|| "UCloud".into()),
+            smtp_url: v.smtp_url.filter(|u| !u.trim().is_empty()),
+            mail_from: v.mail_from.unwrap_or_else(|| "twofa@localhost".into()),
+            authendpoints_prefix: v.authendpoints_prefix,
+            authendpoints_jwt_issuer: v.authendpoints_jwt_issuer,
+            authendpoints_jwt_audience: v.authendpoints_jwt_audience,
+            authendpoints_email_confirmation_url: v.authendpoints_email_confirmation_url,
+            authendpoints_password_reset_url: v.authendpoints_password_reset_url,
             secure_cookies: v.secure_cookies.unwrap_or(false),
             workers: v.workers,
             pool_size: v.pool_size.unwrap_or(16),
@@ -166,7 +223,8 @@ mod tests {
         assert_eq!(s.bind, "127.0.0.1:8080");
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         assert!(s.database_url.ends_with("twofa.sqlite3"));
-        assert_eq!(s.dialects, vec!["ucloud"]);
+        assert_eq!(s.dialects, vec!["ucloud", "authendpoints"]);
+        assert_eq!(s.smtp_url, None);
     }
 
     #[test]

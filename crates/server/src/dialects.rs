@@ -14,19 +14,46 @@ pub struct Dialect {
     pub mount: fn(&mut ServiceConfig, Core, &Settings),
 }
 
-pub const ALL: &[Dialect] = &[Dialect {
-    name: twofa_api_ucloud::DIALECT,
-    doc_path: "/openapi/ucloud.json",
-    openapi: twofa_api_ucloud::UcloudApi::openapi,
-    mount: |cfg, core, settings| {
-        let ucloud = twofa_api_ucloud::UcloudSettings {
-            issuer: settings.ucloud_issuer.clone(),
-            secure_cookies: settings.secure_cookies,
-            ..Default::default()
-        };
-        twofa_api_ucloud::configure(core, ucloud)(cfg)
+pub const ALL: &[Dialect] = &[
+    Dialect {
+        name: twofa_api_ucloud::DIALECT,
+        doc_path: "/openapi/ucloud.json",
+        openapi: twofa_api_ucloud::UcloudApi::openapi,
+        mount: |cfg, core, settings| {
+            let ucloud = twofa_api_ucloud::UcloudSettings {
+                issuer: settings.ucloud_issuer.clone(),
+                secure_cookies: settings.secure_cookies,
+                ..Default::default()
+            };
+            twofa_api_ucloud::configure(core, ucloud)(cfg)
+        },
     },
-}];
+    Dialect {
+        name: twofa_api_authendpoints::DIALECT,
+        doc_path: "/openapi/authendpoints.json",
+        openapi: twofa_api_authendpoints::AuthEndpointsApi::openapi,
+        mount: |cfg, core, settings| {
+            let mut ae = twofa_api_authendpoints::AuthEndpointsSettings::default();
+            let set = |target: &mut String, value: &Option<String>| {
+                if let Some(v) = value {
+                    *target = v.clone();
+                }
+            };
+            set(&mut ae.prefix, &settings.authendpoints_prefix);
+            set(&mut ae.jwt_issuer, &settings.authendpoints_jwt_issuer);
+            set(&mut ae.jwt_audience, &settings.authendpoints_jwt_audience);
+            set(
+                &mut ae.email_confirmation_url,
+                &settings.authendpoints_email_confirmation_url,
+            );
+            set(
+                &mut ae.password_reset_url,
+                &settings.authendpoints_password_reset_url,
+            );
+            twofa_api_authendpoints::configure(core, ae)(cfg)
+        },
+    },
+];
 
 pub fn find(name: &str) -> Option<&'static Dialect> {
     ALL.iter().find(|d| d.name == name)

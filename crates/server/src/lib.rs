@@ -46,6 +46,11 @@ pub fn open_core(settings: &Settings) -> Result<Core, ServerError> {
     )?;
     let mut cfg = CoreConfig::new(settings.database_url.clone(), master_key, jwt_key.to_vec());
     cfg.pool_size = settings.pool_size;
+    cfg.mail = twofa_core::MailConfig {
+        smtp_url: settings.smtp_url.clone(),
+        from: settings.mail_from.clone(),
+        outbox_dir: settings.data_dir.join("outbox").join("mail"),
+    };
     Ok(Core::open(cfg, Arc::new(SystemClock), Arc::new(OsRandom))?)
 }
 

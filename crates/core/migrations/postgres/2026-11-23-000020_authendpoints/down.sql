@@ -1,0 +1,2 @@
+DROP TABLE email_factors;
+DROP TABLE one_time_codes;
