@@ -24,6 +24,8 @@ pub struct Server {
     pub database_url: String,
     pub backend: Backend,
     pub http: Client,
+    /// More `TWOFA_*` settings for the server and its CLI runs.
+    env: Vec<(String, String)>,
 }
 
 fn free_port() -> u16 {
@@ -37,6 +39,11 @@ fn free_port() -> u16 {
 impl Server {
     /// `None` when the PostgreSQL variant is skipped (see tests/support/postgres.rs).
     pub fn start(backend: Backend, test: &str) -> Option<Server> {
+        Server::start_with(backend, test, &[])
+    }
+
+    /// Like `start`, with more settings in the environment.
+    pub fn start_with(backend: Backend, test: &str, env: &[(&str, &str)]) -> Option<Server> {
         let data_dir = tempfile::tempdir().unwrap();
         let database_url = match backend {
             Backend::Sqlite => data_dir
@@ -56,6 +63,10 @@ impl Server {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         // A port taken between probing and binding is retried.
         for _ in 0..5 {
@@ -86,6 +97,7 @@ impl Server {
             .env("TWOFA_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("TWOFA_WORKERS", "2")
             .env("TWOFA_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         cmd
     }
