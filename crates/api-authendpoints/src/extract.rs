@@ -104,8 +104,8 @@ pub(crate) fn bind<T: Dto>(body: &[u8]) -> Result<T, ApiError> {
     let lookup = |name: &str| {
         object
             .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .last()
+            .rev()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v)
     };
     let mut values = Vec::with_capacity(T::FIELDS.len());
