@@ -109,6 +109,21 @@ fn get(s: &Server, path: &str, token: &str) -> Reply {
     send(s.http.get(s.url(path)).bearer_auth(token))
 }
 
+fn two_step_login(s: &Server, username: &str, password: &str, provider: &str) -> Reply {
+    let body = json!({"username": username, "password": password, "provider": provider});
+    post(s, "/users/two_step_verification_login", None, body)
+}
+
+fn two_step_confirm(s: &Server, email: &str, provider: &str, token: &str) -> Reply {
+    let body = json!({"email": email, "provider": provider, "token": token});
+    post(s, "/users/two_step_verification_confirm", None, body)
+}
+
+fn enable_confirm(s: &Server, access: &str, email: &str, provider: &str, token: &str) -> Reply {
+    let body = json!({"email": email, "provider": provider, "token": token});
+    post(s, "/users/enable_2fa_confirm", Some(access), body)
+}
+
 fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(
@@ -185,13 +200,7 @@ fn with_email_2fa(s: &Server, sink: &MailSink, user: &str, email: &str, password
     let n = confirm_email(s, sink, email, &access) + 1;
     get(s, "/users/enable_2fa", &access).assert_empty(200);
     let code = code_in(&sink.nth(email, n));
-    post(
-        s,
-        "/users/enable_2fa_confirm",
-        Some(&access),
-        json!({"email": email, "provider": "Email", "token": code}),
-    )
-    .assert_empty(200);
+    enable_confirm(&s, &access, email, "Email", &code).assert_empty(200);
     n
 }
 
@@ -215,13 +224,8 @@ pub fn ae_email_two_step_flow(s: Server, sink: MailSink) {
 
     // 2FA needs a confirmed email first.
     get(&s, "/users/enable_2fa", &access).assert_text(400, "Email is not verified.");
-    post(
-        &s,
-        "/users/enable_2fa_confirm",
-        Some(&access),
-        json!({"email": email, "provider": "Email", "token": "123456"}),
-    )
-    .assert_text(400, "Email is not confirmed");
+    enable_confirm(&s, &access, email, "Email", "123456")
+        .assert_text(400, "Email is not confirmed");
     let sent = confirm_email(&s, &sink, email, &access);
     assert_eq!(sent, 1);
     get(&s, "/users/verify_email", &access).assert_problem(401, "Unauthorized");
@@ -255,28 +259,11 @@ pub fn ae_email_two_step_flow(s: Server, sink: MailSink) {
     } else {
         "000000"
     };
-    post(
-        &s,
-        "/users/enable_2fa_confirm",
-        Some(&access),
-        json!({"email": email, "provider": "Email", "token": wrong}),
-    )
-    .assert_text(400, "Invalid two factor token");
+    enable_confirm(&s, &access, email, "Email", wrong).assert_text(400, "Invalid two factor token");
     // Provider names are case-sensitive; unknown ones are a 400, not a 500.
-    post(
-        &s,
-        "/users/enable_2fa_confirm",
-        Some(&access),
-        json!({"email": email, "provider": "email", "token": enable_code}),
-    )
-    .assert_problem(400, "Bad Request");
-    post(
-        &s,
-        "/users/enable_2fa_confirm",
-        Some(&access),
-        json!({"email": email, "provider": "Phone", "token": enable_code}),
-    )
-    .assert_text(400, "Invalid two factor token");
+    enable_confirm(&s, &access, email, "email", &enable_code).assert_problem(400, "Bad Request");
+    enable_confirm(&s, &access, email, "Phone", &enable_code)
+        .assert_text(400, "Invalid two factor token");
     // Case-insensitive property names.
     post(
         &s,
@@ -290,13 +277,7 @@ pub fn ae_email_two_step_flow(s: Server, sink: MailSink) {
         true
     );
     // Now on: a second enable (even with the same code) is a ProblemDetails 401.
-    post(
-        &s,
-        "/users/enable_2fa_confirm",
-        Some(&access),
-        json!({"email": email, "provider": "Email", "token": enable_code}),
-    )
-    .assert_problem(401, "Unauthorized");
+    enable_confirm(&s, &access, email, "Email", &enable_code).assert_problem(401, "Unauthorized");
     get(&s, "/users/enable_2fa", &access).assert_problem(401, "Unauthorized");
 
     // jwt/create no longer hands out tokens.
@@ -315,35 +296,11 @@ pub fn ae_email_two_step_flow(s: Server, sink: MailSink) {
     );
 
     // The enable code never logs in, and nothing logs in before the login step.
-    post(
-        &s,
-        "/users/two_step_verification_confirm",
-        None,
-        json!({"email": email, "provider": "Email", "token": enable_code}),
-    )
-    .assert_text(400, "Invalid token");
+    two_step_confirm(&s, email, "Email", &enable_code).assert_text(400, "Invalid token");
 
-    post(
-        &s,
-        "/users/two_step_verification_login",
-        None,
-        json!({"username": user, "password": "nope", "provider": "Email"}),
-    )
-    .assert_text(401, "Invalid credentials");
-    post(
-        &s,
-        "/users/two_step_verification_login",
-        None,
-        json!({"username": user, "password": pw, "provider": "Authenticator"}),
-    )
-    .assert_problem(400, "Bad Request");
-    post(
-        &s,
-        "/users/two_step_verification_login",
-        None,
-        json!({"username": user, "password": pw, "provider": "Email"}),
-    )
-    .assert_empty(200);
+    two_step_login(&s, user, "nope", "Email").assert_text(401, "Invalid credentials");
+    two_step_login(&s, user, pw, "Authenticator").assert_problem(400, "Bad Request");
+    two_step_login(&s, user, pw, "Email").assert_empty(200);
     let mail = sink.nth(email, 3);
     assert_eq!(mail.subject, "Login verification code");
     assert!(mail
@@ -351,32 +308,16 @@ pub fn ae_email_two_step_flow(s: Server, sink: MailSink) {
         .contains("We noticed you\u{2019}re trying to log in."));
     let login_code = code_in(&mail);
 
-    post(
-        &s,
-        "/users/two_step_verification_confirm",
-        None,
-        json!({"email": "nobody@example.com", "provider": "Email", "token": login_code}),
-    )
-    .assert_problem(400, "Bad Request");
+    two_step_confirm(&s, "nobody@example.com", "Email", &login_code)
+        .assert_problem(400, "Bad Request");
     let wrong = if login_code == "000000" {
         "000001"
     } else {
         "000000"
     };
-    post(
-        &s,
-        "/users/two_step_verification_confirm",
-        None,
-        json!({"email": email, "provider": "Email", "token": wrong}),
-    )
-    .assert_text(400, "Invalid token");
+    two_step_confirm(&s, email, "Email", wrong).assert_text(400, "Invalid token");
     // Email lookup is case-insensitive.
-    let r = post(
-        &s,
-        "/users/two_step_verification_confirm",
-        None,
-        json!({"email": "ALICE@example.com", "provider": "Email", "token": login_code}),
-    );
+    let r = two_step_confirm(&s, "ALICE@example.com", "Email", &login_code);
     assert_eq!(r.status, 200, "{r:?}");
     assert_eq!(r.content_type, "application/json");
     let pair = r.json();
@@ -386,13 +327,7 @@ pub fn ae_email_two_step_flow(s: Server, sink: MailSink) {
     get(&s, "/jwt/verify", access2).assert_empty(200);
 
     // Single use.
-    post(
-        &s,
-        "/users/two_step_verification_confirm",
-        None,
-        json!({"email": email, "provider": "Email", "token": login_code}),
-    )
-    .assert_text(400, "Invalid token");
+    two_step_confirm(&s, email, "Email", &login_code).assert_text(400, "Invalid token");
 
     // Refresh gives a working pair; an access token is no refresh token.
     let r = post(&s, "/jwt/refresh", None, json!({"refreshToken": refresh2}));
@@ -415,22 +350,8 @@ pub fn ae_email_two_step_flow(s: Server, sink: MailSink) {
 pub fn ae_code_rules(s: Server, sink: MailSink) {
     let (user, email, pw) = ("bob", "bob@example.com", "B0b-secret");
     let mut n = with_email_2fa(&s, &sink, user, email, pw);
-    let login = |s: &Server| {
-        post(
-            s,
-            "/users/two_step_verification_login",
-            None,
-            json!({"username": user, "password": pw, "provider": "Email"}),
-        )
-    };
-    let confirm = |s: &Server, code: &str| {
-        post(
-            s,
-            "/users/two_step_verification_confirm",
-            None,
-            json!({"email": email, "provider": "Email", "token": code}),
-        )
-    };
+    let login = |s: &Server| two_step_login(&s, user, pw, "Email");
+    let confirm = |s: &Server, code: &str| two_step_confirm(&s, email, "Email", &code);
 
     // Expired after 10 minutes (aged in the database).
     login(&s).assert_empty(200);
@@ -582,20 +503,8 @@ pub fn ae_bad_input(s: Server, _sink: MailSink) {
     )
     .assert_text(401, "Invalid credentials");
     // 2FA off: login step is a ProblemDetails 401.
-    post(
-        &s,
-        "/users/two_step_verification_login",
-        None,
-        json!({"username": "carol", "password": "Secret1!", "provider": "Email"}),
-    )
-    .assert_problem(401, "Unauthorized");
-    post(
-        &s,
-        "/users/two_step_verification_confirm",
-        None,
-        json!({"email": "c@d.e", "provider": "Email", "token": "123456"}),
-    )
-    .assert_problem(401, "Unauthorized");
+    two_step_login(&s, "carol", "Secret1!", "Email").assert_problem(401, "Unauthorized");
+    two_step_confirm(&s, "c@d.e", "Email", "123456").assert_problem(401, "Unauthorized");
 
     // The bearer challenge comes before model validation.
     let r = post(&s, "/users/enable_2fa_confirm", None, json!({}));
@@ -637,13 +546,8 @@ pub fn ae_smtp_down(s: Server) {
     r.assert_problem(500, "An error occurred while processing your request.");
     // Nothing half-done: no usable code (every guess fails), 2FA stays off.
     for guess in ["000000", "123456"] {
-        post(
-            &s,
-            "/users/enable_2fa_confirm",
-            Some(&access),
-            json!({"email": "dave@example.com", "provider": "Email", "token": guess}),
-        )
-        .assert_text(400, "Invalid two factor token");
+        enable_confirm(&s, &access, "dave@example.com", "Email", guess)
+            .assert_text(400, "Invalid two factor token");
     }
     assert_eq!(
         get(&s, "/users/me", &access).json()["twoFactorEnabled"],
@@ -727,53 +631,18 @@ pub fn ae_authenticator_from_ucloud(s: Server, sink: MailSink) {
 
     // An app code alone, without the password step, does not log in.
     let next = code(&secret, 30);
-    post(
-        &s,
-        "/users/two_step_verification_confirm",
-        None,
-        json!({"email": email, "provider": "Authenticator", "token": next}),
-    )
-    .assert_text(400, "Invalid token");
+    two_step_confirm(&s, email, "Authenticator", &next).assert_text(400, "Invalid token");
     // Email is not a provider of this user: no downgrade to mailed codes.
-    post(
-        &s,
-        "/users/two_step_verification_login",
-        None,
-        json!({"username": user, "password": pw, "provider": "Email"}),
-    )
-    .assert_problem(400, "Bad Request");
+    two_step_login(&s, user, pw, "Email").assert_problem(400, "Bad Request");
     let mails = sink.count(email);
-    post(
-        &s,
-        "/users/two_step_verification_login",
-        None,
-        json!({"username": user, "password": pw, "provider": "Authenticator"}),
-    )
-    .assert_empty(200);
+    two_step_login(&s, user, pw, "Authenticator").assert_empty(200);
     assert_eq!(sink.count(email), mails, "no mail for Authenticator");
-    let r = post(
-        &s,
-        "/users/two_step_verification_confirm",
-        None,
-        json!({"email": email, "provider": "Authenticator", "token": next}),
-    );
+    let r = two_step_confirm(&s, email, "Authenticator", &next);
     assert_eq!(r.status, 200, "{r:?}");
     get(&s, "/users/me", r.json()["accessToken"].as_str().unwrap()).assert_empty_or_ok();
     // The code is used up, and so is the login step.
-    post(
-        &s,
-        "/users/two_step_verification_login",
-        None,
-        json!({"username": user, "password": pw, "provider": "Authenticator"}),
-    )
-    .assert_empty(200);
-    post(
-        &s,
-        "/users/two_step_verification_confirm",
-        None,
-        json!({"email": email, "provider": "Authenticator", "token": next}),
-    )
-    .assert_text(400, "Invalid token");
+    two_step_login(&s, user, pw, "Authenticator").assert_empty(200);
+    two_step_confirm(&s, email, "Authenticator", &next).assert_text(400, "Invalid token");
 }
 
 impl Reply {

@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use twofa_core::{Core, Origin};
+use twofa_core::{Channel, CodeFormat, CodePurpose, Core, Origin, Template};
 
 use crate::error::ApiError;
 use crate::{tokens, AuthEndpointsSettings, DIALECT};
@@ -30,6 +30,27 @@ pub(crate) fn settings(req: &HttpRequest) -> AuthEndpointsSettings {
 /// The audit origin: this dialect and the peer address.
 pub(crate) fn origin(req: &HttpRequest) -> Origin {
     Origin::new(DIALECT, req.peer_addr().map(|a| a.ip().to_string()))
+}
+
+/// Emails the user a fresh code of `purpose` rendered into `template`.
+pub(crate) async fn email_code(
+    req: &HttpRequest,
+    core: &Core,
+    user_id: String,
+    purpose: CodePurpose,
+    format: CodeFormat,
+    template: Template,
+) -> Result<(), ApiError> {
+    core.send_code(
+        origin(req),
+        user_id,
+        purpose,
+        format,
+        Channel::Email,
+        template,
+    )
+    .await?;
+    Ok(())
 }
 
 /// One string property of a request DTO.

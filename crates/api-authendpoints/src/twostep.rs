@@ -4,16 +4,17 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{get, post, HttpRequest, HttpResponse};
-use twofa_core::{Channel, CodeFormat, CodePurpose, CoreError, Password};
+use twofa_core::{CodeFormat, CodePurpose, CoreError, Password};
 
 use crate::error::{ApiError, ProblemDetails};
-use crate::extract::{core, origin, settings, Authenticated, Json};
+use crate::extract::{core, email_code, origin, settings, Authenticated, Json};
 use crate::tokens;
 use crate::wire::{TokenPair, TwoStepVerificationConfirmRequest, TwoStepVerificationLoginRequest};
 
 /// ASP.NET Identity's token provider names (case-sensitive).
 const EMAIL: &str = "Email";
 const AUTHENTICATOR: &str = "Authenticator";
+const SIX_DIGITS: CodeFormat = CodeFormat::Digits(6);
 const KNOWN_PROVIDERS: &[&str] = &["Default", "Email", "Phone", "Authenticator"];
 
 fn unauthorized_problem() -> ApiError {
@@ -53,12 +54,12 @@ pub async fn enable(req: HttpRequest, auth: Authenticated) -> Result<HttpRespons
         return Err(unauthorized_problem());
     }
     let template = settings(&req).enable_2fa_mail;
-    core.send_code(
-        origin(&req),
+    email_code(
+        &req,
+        &core,
         user.id,
         CodePurpose::EnableTwoFactor,
-        CodeFormat::Digits(6),
-        Channel::Email,
+        SIX_DIGITS,
         template,
     )
     .await?;
@@ -160,12 +161,12 @@ pub async fn login(
     match body.provider.as_deref() {
         Some(EMAIL) if factors.email => {
             let template = settings(&req).login_mail;
-            core.send_code(
-                origin(&req),
+            email_code(
+                &req,
+                &core,
                 user.id,
                 CodePurpose::Login,
-                CodeFormat::Digits(6),
-                Channel::Email,
+                SIX_DIGITS,
                 template,
             )
             .await?;

@@ -3,10 +3,10 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{delete, get, post, HttpRequest, HttpResponse};
-use twofa_core::{Channel, CodeFormat, CodePurpose, CoreError, NewUser, Password, Template};
+use twofa_core::{CodeFormat, CodePurpose, Core, CoreError, NewUser, Password, Template};
 
 use crate::error::{ApiError, ErrorResponse, ProblemDetails};
-use crate::extract::{core, origin, settings, Authenticated, Json};
+use crate::extract::{core, email_code, origin, settings, Authenticated, Json};
 use crate::wire::{
     EmailVerificationConfirmRequest, MeResponse, RegisterRequest, ResetPasswordConfirmRequest,
     ResetPasswordRequest, SetPasswordRequest,
@@ -22,13 +22,27 @@ fn password_policy(password: &str) -> Option<String> {
         .then(|| "Error code: PasswordTooShort\nPasswords must be at least 6 characters.".into())
 }
 
-/// A link template with the user id filled in; the token stays `{code}` for core.
-fn link_mail(template: &Template, url: &str, user_id: &str) -> Template {
-    let link = url.replace("{uid}", user_id).replace("{token}", "{code}");
-    Template::new(
+/// Emails the user a link (`url` with `{uid}` and `{token}`) rendered into
+/// `template`'s `{link}`; the token is a core one-time code of `purpose`.
+async fn email_link(
+    req: &HttpRequest,
+    core: &Core,
+    user_id: String,
+    purpose: CodePurpose,
+    template: &Template,
+    url: &str,
+) -> Result<(), ApiError> {
+    let link = url.replace("{uid}", &user_id).replace("{token}", "{code}");
+    let template = Template::new(
         template.subject.clone(),
         template.body.replace("{link}", &link),
-    )
+    );
+    email_code(req, core, user_id, purpose, CodeFormat::Token, template).await
+}
+
+/// What Identity answers for a wrong or used link token.
+fn invalid_link_token() -> ApiError {
+    ApiError::List(StatusCode::CONFLICT, vec!["Invalid token.".into()])
 }
 
 /// Registers a user (email confirmation is a separate step).
@@ -133,14 +147,14 @@ pub async fn verify_email(req: HttpRequest, auth: Authenticated) -> Result<HttpR
         return Err(ApiError::Problem(StatusCode::UNAUTHORIZED));
     }
     let s = settings(&req);
-    let template = link_mail(&s.confirm_email_mail, &s.email_confirmation_url, &user.id);
-    core.send_code(
-        origin(&req),
+    let (template, url) = (&s.confirm_email_mail, &s.email_confirmation_url);
+    email_link(
+        &req,
+        &core,
         user.id,
         CodePurpose::ConfirmEmail,
-        CodeFormat::Token,
-        Channel::Email,
         template,
+        url,
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -176,10 +190,7 @@ pub async fn verify_email_confirm(
         .await
     {
         Ok(()) => Ok(HttpResponse::NoContent().finish()),
-        Err(CoreError::IncorrectCode) => Err(ApiError::List(
-            StatusCode::CONFLICT,
-            vec!["Invalid token.".into()],
-        )),
+        Err(CoreError::IncorrectCode) => Err(invalid_link_token()),
         Err(e) => Err(e.into()),
     }
 }
@@ -268,14 +279,14 @@ pub async fn reset_password(
         return Err(ApiError::Problem(StatusCode::UNAUTHORIZED));
     }
     let s = settings(&req);
-    let template = link_mail(&s.reset_password_mail, &s.password_reset_url, &user.id);
-    core.send_code(
-        origin(&req),
+    let (template, url) = (&s.reset_password_mail, &s.password_reset_url);
+    email_link(
+        &req,
+        &core,
         user.id,
         CodePurpose::ResetPassword,
-        CodeFormat::Token,
-        Channel::Email,
         template,
+        url,
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -318,10 +329,7 @@ pub async fn reset_password_confirm(
         .await
     {
         Ok(()) => Ok(HttpResponse::NoContent().finish()),
-        Err(CoreError::IncorrectCode) => Err(ApiError::List(
-            StatusCode::CONFLICT,
-            vec!["Invalid token.".into()],
-        )),
+        Err(CoreError::IncorrectCode) => Err(invalid_link_token()),
         Err(e) => Err(e.into()),
     }
 }
