@@ -200,7 +200,7 @@ fn with_email_2fa(s: &Server, sink: &MailSink, user: &str, email: &str, password
     let n = confirm_email(s, sink, email, &access) + 1;
     get(s, "/users/enable_2fa", &access).assert_empty(200);
     let code = code_in(&sink.nth(email, n));
-    enable_confirm(&s, &access, email, "Email", &code).assert_empty(200);
+    enable_confirm(s, &access, email, "Email", &code).assert_empty(200);
     n
 }
 
@@ -350,8 +350,8 @@ pub fn ae_email_two_step_flow(s: Server, sink: MailSink) {
 pub fn ae_code_rules(s: Server, sink: MailSink) {
     let (user, email, pw) = ("bob", "bob@example.com", "B0b-secret");
     let mut n = with_email_2fa(&s, &sink, user, email, pw);
-    let login = |s: &Server| two_step_login(&s, user, pw, "Email");
-    let confirm = |s: &Server, code: &str| two_step_confirm(&s, email, "Email", &code);
+    let login = |s: &Server| two_step_login(s, user, pw, "Email");
+    let confirm = |s: &Server, code: &str| two_step_confirm(s, email, "Email", code);
 
     // Expired after 10 minutes (aged in the database).
     login(&s).assert_empty(200);
