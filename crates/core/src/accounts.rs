@@ -16,6 +16,10 @@ use crate::throttle;
 use crate::users::{find_by_id, UserRow};
 use crate::{Core, CoreError, CoreResult, Inner, Origin, User};
 
+// Both backends have lower(); addresses are compared case-insensitively (ASCII letters:
+// what SQLite's lower() folds).
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>);
+
 /// The second factors a user has turned on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SecondFactors {
@@ -104,17 +108,13 @@ impl Core {
     pub async fn user_by_email(&self, email: String) -> CoreResult<Option<User>> {
         self.run(move |_, conn| {
             let rows: Vec<UserRow> = users::table
-                .filter(users::email.is_not_null())
+                .filter(lower(users::email).eq(email.trim().to_ascii_lowercase()))
                 .select(UserRow::as_select())
+                .limit(2)
                 .load(conn)?;
-            let mut matching = rows.into_iter().filter(|u| {
-                u.email
-                    .as_deref()
-                    .is_some_and(|e| e.trim().eq_ignore_ascii_case(email.trim()))
-            });
-            Ok(match (matching.next(), matching.next()) {
-                (Some(u), None) => Some(u.into()),
-                _ => None,
+            Ok(match <[UserRow; 1]>::try_from(rows) {
+                Ok([user]) => Some(user.into()),
+                Err(_) => None,
             })
         })
         .await

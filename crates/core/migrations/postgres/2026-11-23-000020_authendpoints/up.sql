@@ -21,3 +21,6 @@ CREATE TABLE email_factors (
     user_id TEXT PRIMARY KEY NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     created_at BIGINT NOT NULL
 );
+
+-- Sign-in and two-step confirmation look users up by address, case-insensitively.
+CREATE INDEX users_email_lower ON users (lower(email));
