@@ -686,6 +686,8 @@ pub fn ae_passwords_and_delete(s: Server, sink: MailSink) {
         (400, json!({"errors": ["Invalid current password"]}))
     );
     set(&s, pw, "New-pw-1", "New-pw-1").assert_empty(204);
+    // The password change ended the session behind the old access token.
+    get(&s, "/jwt/verify", &access).assert_challenge();
     post(
         &s,
         "/jwt/create",

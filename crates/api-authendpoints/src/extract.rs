@@ -215,7 +215,7 @@ pub struct Authenticated {
 
 impl FromRequest for Authenticated {
     type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
+    type Future = Boxed<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = req
@@ -225,19 +225,25 @@ impl FromRequest for Authenticated {
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, t)| t.trim().to_string());
-        let outcome = match token {
-            None => Err(ApiError::Challenge {
+        let core = core(req);
+        let settings = settings(req);
+        Box::pin(async move {
+            let rejected = ApiError::Challenge {
+                token_presented: true,
+            };
+            let token = token.ok_or(ApiError::Challenge {
                 token_presented: false,
-            }),
-            Some(token) => core(req).and_then(|core| {
-                tokens::verify_access(&core, &settings(req), &token)
-                    .map(|user_id| Authenticated { user_id })
-                    .ok_or(ApiError::Challenge {
-                        token_presented: true,
-                    })
-            }),
-        };
-        std::future::ready(outcome)
+            })?;
+            let core = core?;
+            let (user_id, session_id) =
+                tokens::verify_access(&core, &settings, &token).ok_or(rejected)?;
+            if core.session_ended(session_id).await? {
+                return Err(ApiError::Challenge {
+                    token_presented: true,
+                });
+            }
+            Ok(Authenticated { user_id })
+        })
     }
 }
 

@@ -37,6 +37,8 @@ pub(crate) fn pair(
 ) -> CoreResult<TokenPair> {
     let mut access = base_claims(core, s, s.access_token_ttl, &session.user.id);
     access.insert(NAME_CLAIM.into(), session.user.username.clone().into());
+    // The session, so that ending it (password change or reset) ends its access tokens.
+    access.insert("sid".into(), session.id.clone().into());
     let mut refresh = base_claims(core, s, s.refresh_token_ttl, &session.user.id);
     refresh.insert("rt".into(), session.refresh_token.clone().into());
     Ok(TokenPair {
@@ -45,12 +47,19 @@ pub(crate) fn pair(
     })
 }
 
-/// The user id of a valid access token.
-pub(crate) fn verify_access(core: &Core, s: &AuthEndpointsSettings, token: &str) -> Option<String> {
+/// The user id and session id of a correctly signed, unexpired access token.
+pub(crate) fn verify_access(
+    core: &Core,
+    s: &AuthEndpointsSettings,
+    token: &str,
+) -> Option<(String, String)> {
     let claims = core
         .verify_claims(ACCESS, token, &s.jwt_issuer, &s.jwt_audience)
         .ok()?;
-    claims.get("id")?.as_str().map(str::to_string)
+    Some((
+        claims.get("id")?.as_str()?.to_string(),
+        claims.get("sid")?.as_str()?.to_string(),
+    ))
 }
 
 /// The user id and core refresh token of a valid refresh JWT.

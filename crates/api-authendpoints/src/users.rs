@@ -195,7 +195,7 @@ pub async fn verify_email_confirm(
     }
 }
 
-/// Changes the signed-in user's password; ends their other sessions.
+/// Changes the signed-in user's password; ends all their sessions (sign in again).
 #[utoipa::path(
     tag = "users",
     security(("bearer" = [])),

@@ -367,6 +367,21 @@ impl Core {
         .await
     }
 
+    /// Whether the session was ended (revoked, as by a password change, or expired).
+    /// An unknown session is not reported as ended: its user was deleted, which the
+    /// caller sees when it loads the user.
+    pub async fn session_ended(&self, session_id: String) -> CoreResult<bool> {
+        self.run(move |inner, conn| {
+            let row: Option<(bool, i64)> = session_rows::table
+                .find(&session_id)
+                .select((session_rows::revoked, session_rows::expires_at))
+                .first(conn)
+                .optional()?;
+            Ok(row.is_some_and(|(revoked, expires_at)| revoked || expires_at <= inner.now()))
+        })
+        .await
+    }
+
     /// Deletes the user with their factors, codes and sessions.
     pub async fn delete_user(&self, origin: Origin, user_id: String) -> CoreResult<()> {
         self.run(move |inner, conn| {
