@@ -13,9 +13,10 @@ use crate::{CoreError, CoreResult};
 /// How mail leaves the server.
 #[derive(Debug, Clone)]
 pub struct MailConfig {
-    /// lettre's connection URL: `smtp://user:pass@host:587?tls=required` (STARTTLS),
-    /// `smtps://user:pass@host` (TLS from the start) or `smtp://host:25` (plain, for
-    /// local relays). `None` writes messages to `outbox_dir` instead.
+    /// lettre's connection URL: `smtp://user:pass@host:587` (STARTTLS: required whenever
+    /// the URL has credentials), `smtps://user:pass@host` (TLS from the start) or
+    /// `smtp://host:25` (plain, for local relays); `?tls=` overrides. `None` writes
+    /// messages to `outbox_dir` instead.
     pub smtp_url: Option<String>,
     /// The From address.
     pub from: String,
@@ -71,6 +72,21 @@ impl Template {
     }
 }
 
+/// Credentials never cross the network in the clear: an `smtp://` URL with a user and
+/// no `tls=` choice gets STARTTLS, required.
+fn with_starttls(url: &str) -> String {
+    let has_credentials = url
+        .strip_prefix("smtp://")
+        .and_then(|rest| rest.split('/').next())
+        .is_some_and(|authority| authority.contains('@'));
+    if has_credentials && !url.contains("tls=") {
+        let separator = if url.contains('?') { '&' } else { '?' };
+        format!("{url}{separator}tls=required")
+    } else {
+        url.to_string()
+    }
+}
+
 enum MailTransport {
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     Outbox(PathBuf),
@@ -90,7 +106,7 @@ impl Delivery {
             .map_err(|e| CoreError::InvalidInput(format!("mail from address: {e}")))?;
         let mail = match &cfg.smtp_url {
             Some(url) => MailTransport::Smtp(
-                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(&with_starttls(url))
                     .map_err(|e| CoreError::InvalidInput(format!("SMTP URL: {e}")))?
                     .timeout(Some(Duration::from_secs(20)))
                     .build(),
@@ -157,5 +173,24 @@ impl Delivery {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_starttls;
+
+    #[test]
+    fn credentials_get_starttls() {
+        assert_eq!(
+            with_starttls("smtp://u:p@mail.example:587"),
+            "smtp://u:p@mail.example:587?tls=required"
+        );
+        assert_eq!(with_starttls("smtp://127.0.0.1:25"), "smtp://127.0.0.1:25");
+        assert_eq!(
+            with_starttls("smtp://u:p@relay?tls=opportunistic"),
+            "smtp://u:p@relay?tls=opportunistic"
+        );
+        assert_eq!(with_starttls("smtps://u:p@host"), "smtps://u:p@host");
     }
 }

@@ -39,9 +39,9 @@ pub struct ConfigValues {
     /// Issuer shown in authenticator apps for UCloud enrollments [default: UCloud]
     #[arg(long, env = "TWOFA_UCLOUD_ISSUER", global = true)]
     pub ucloud_issuer: Option<String>,
-    /// SMTP server for mail with codes and links, lettre's URL form:
-    /// smtp://user:pass@host:587?tls=required (STARTTLS), smtps://user:pass@host (TLS),
-    /// smtp://host:25 (plain, local relays) [default: none, mail goes to <data dir>/outbox/mail]
+    /// SMTP server for mail with codes and links: smtp://user:pass@host:587 (STARTTLS,
+    /// required with credentials), smtps://user:pass@host (TLS), smtp://host:25 (plain,
+    /// local relays); `?tls=` overrides [default: none, mail goes to <data dir>/outbox/mail]
     #[arg(long, env = "TWOFA_SMTP_URL", global = true, hide_env_values = true)]
     pub smtp_url: Option<String>,
     /// From address of mail [default: twofa@localhost]
