@@ -714,6 +714,32 @@ async fn one_time_codes(e: Env) {
     e.send(&u, CodePurpose::Login).await.unwrap();
 }
 
+/// Of concurrent logins with one emailed code exactly one succeeds.
+async fn concurrent_email_codes(e: Env) {
+    let u = e.user_with_email("rita").await;
+    e.send(&u, CodePurpose::EnableTwoFactor).await.unwrap();
+    e.core
+        .enable_email_two_factor(origin(), u.id.clone(), e.last_code())
+        .await
+        .unwrap();
+    e.send(&u, CodePurpose::Login).await.unwrap();
+    let code = e.last_code();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let core = e.core.clone();
+            let (id, code) = (u.id.clone(), code.clone());
+            tokio::spawn(async move { core.login_with_code(origin(), id, code).await })
+        })
+        .collect();
+    let mut successes = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            successes += 1;
+        }
+    }
+    assert_eq!(successes, 1);
+}
+
 /// A send that fails leaves no usable code and does not count as a send.
 async fn failed_delivery_leaves_nothing(e: Env) {
     let u = e.user_with_email("paul").await;
@@ -786,5 +812,6 @@ on_both_backends!(
     no_plaintext_secrets_on_disk,
     direct_code_checks,
     one_time_codes,
+    concurrent_email_codes,
     failed_delivery_leaves_nothing,
 );
