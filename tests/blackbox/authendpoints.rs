@@ -60,6 +60,11 @@ impl Reply {
         body["errors"].clone()
     }
 
+    /// Kind E (or any JSON answer).
+    fn assert_json(&self, status: u16, body: Value) {
+        assert_eq!((self.status, self.json()), (status, body), "{self:?}");
+    }
+
     /// Kind A.
     fn assert_empty(&self, status: u16) {
         assert_eq!((self.status, self.text.as_str()), (status, ""), "{self:?}");
@@ -479,20 +484,14 @@ pub fn ae_bad_input(s: Server, _sink: MailSink) {
         None,
         json!({"email": "x@d.e", "username": "carol", "password": "Secret1!", "confirmPassword": "Secret1!"}),
     );
-    assert_eq!(
-        (r.status, r.json()),
-        (409, json!({"errors": ["Username already exists."]}))
-    );
+    r.assert_json(409, json!({"errors": ["Username already exists."]}));
     let r = post(
         &s,
         "/users",
         None,
         json!({"email": "C@D.E", "username": "carol2", "password": "Secret1!", "confirmPassword": "Secret1!"}),
     );
-    assert_eq!(
-        (r.status, r.json()),
-        (409, json!({"errors": ["Email already exists."]}))
-    );
+    r.assert_json(409, json!({"errors": ["Email already exists."]}));
 
     // Kind B.
     post(
@@ -681,10 +680,7 @@ pub fn ae_passwords_and_delete(s: Server, sink: MailSink) {
         )
     );
     let r = set(&s, "wrong-pw", "New-pw-1", "New-pw-1");
-    assert_eq!(
-        (r.status, r.json()),
-        (400, json!({"errors": ["Invalid current password"]}))
-    );
+    r.assert_json(400, json!({"errors": ["Invalid current password"]}));
     set(&s, pw, "New-pw-1", "New-pw-1").assert_empty(204);
     // The password change ended the session behind the old access token.
     get(&s, "/jwt/verify", &access).assert_challenge();
@@ -726,24 +722,18 @@ pub fn ae_passwords_and_delete(s: Server, sink: MailSink) {
         )
     };
     let r = reset("0000");
-    assert_eq!((r.status, r.json()), (409, json!(["Invalid token."])));
+    r.assert_json(409, json!(["Invalid token."]));
     reset(&token).assert_empty(204);
     let r = reset(&token);
-    assert_eq!(
-        (r.status, r.json()),
-        (409, json!(["Invalid token."])),
-        "single use"
-    );
+    // Single use.
+    r.assert_json(409, json!(["Invalid token."]));
     let (access, refresh) = tokens(&s, user, "Reset-pw-1");
 
     // Delete.
     send(s.http.delete(s.url("/users/delete")).bearer_auth(&access)).assert_empty(204);
     get(&s, "/users/me", &access).assert_empty(204);
     let r = post(&s, "/jwt/refresh", None, json!({"refreshToken": refresh}));
-    assert_eq!(
-        (r.status, r.json()),
-        (404, json!({"errors": ["User not found."]}))
-    );
+    r.assert_json(404, json!({"errors": ["User not found."]}));
     post(
         &s,
         "/jwt/create",
