@@ -561,6 +561,25 @@ pub fn ae_smtp_down(s: Server) {
     assert!(r.json()["accessToken"].is_string());
 }
 
+/// An smtp:// URL with credentials insists on STARTTLS: against a server without TLS
+/// nothing is sent (no password in the clear) and the request fails cleanly.
+pub fn ae_credentials_need_starttls(backend: crate::harness::Backend) {
+    let sink = MailSink::start();
+    let url = sink.url().replace("smtp://", "smtp://user:secret@");
+    let Some(s) = Server::start_with(
+        backend,
+        "ae_credentials_need_starttls",
+        &[("TWOFA_SMTP_URL", &url)],
+    ) else {
+        return;
+    };
+    register(&s, "hank", "hank@example.com", "Hank-pw1");
+    let (access, _) = tokens(&s, "hank", "Hank-pw1");
+    get(&s, "/users/verify_email", &access)
+        .assert_problem(500, "An error occurred while processing your request.");
+    assert_eq!(sink.count("hank@example.com"), 0);
+}
+
 /// Without SMTP, mail goes to <data dir>/outbox/mail as .eml files.
 pub fn ae_outbox(s: Server) {
     register(&s, "erin", "erin@example.com", "Erin-pw1");

@@ -90,3 +90,13 @@ fn postgres_ae_smtp_down() {
         authendpoints::ae_smtp_down(s)
     }
 }
+
+#[test]
+fn sqlite_ae_credentials_need_starttls() {
+    authendpoints::ae_credentials_need_starttls(Backend::Sqlite)
+}
+
+#[test]
+fn postgres_ae_credentials_need_starttls() {
+    authendpoints::ae_credentials_need_starttls(Backend::Postgres)
+}
