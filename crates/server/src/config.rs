@@ -66,6 +66,11 @@ pub struct ConfigValues {
     /// Link in AuthEndpoints password reset mails, with {uid} and {token}
     #[arg(long, env = "TWOFA_AUTHENDPOINTS_PASSWORD_RESET_URL", global = true)]
     pub authendpoints_password_reset_url: Option<String>,
+    /// TOML file with AuthEndpoints mail templates: tables `enable_2fa`, `login`
+    /// (`{code}`), `confirm_email`, `reset_password` (`{link}`), each with `subject` and
+    /// `body` [default: the reference's wording]
+    #[arg(long, env = "TWOFA_AUTHENDPOINTS_TEMPLATES", global = true)]
+    pub authendpoints_templates: Option<PathBuf>,
     /// Mark cookies Secure (set when served over HTTPS) [default: false]
     #[arg(long, env = "TWOFA_SECURE_COOKIES", global = true)]
     pub secure_cookies: Option<bool>,
@@ -107,12 +112,33 @@ impl ConfigValues {
             authendpoints_password_reset_url: self
                 .authendpoints_password_reset_url
                 .or(fallback.authendpoints_password_reset_url),
+            authendpoints_templates: self
+                .authendpoints_templates
+                .or(fallback.authendpoints_templates),
             secure_cookies: self.secure_cookies.or(fallback.secure_cookies),
             workers: self.workers.or(fallback.workers),
             pool_size: self.pool_size.or(fallback.pool_size),
             log: self.log.or(fallback.log),
         }
     }
+}
+
+/// One mail template from the templates file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailTemplate {
+    pub subject: String,
+    pub body: String,
+}
+
+/// Replacements for the AuthEndpoints mails; those not given keep their default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailTemplates {
+    pub enable_2fa: Option<MailTemplate>,
+    pub login: Option<MailTemplate>,
+    pub confirm_email: Option<MailTemplate>,
+    pub reset_password: Option<MailTemplate>,
 }
 
 /// Resolved settings.
@@ -134,6 +160,7 @@ pub struct Settings {
     pub authendpoints_jwt_audience: Option<String>,
     pub authendpoints_email_confirmation_url: Option<String>,
     pub authendpoints_password_reset_url: Option<String>,
+    pub authendpoints_templates: MailTemplates,
     pub secure_cookies: bool,
     pub workers: Option<usize>,
     pub pool_size: u32,
@@ -205,6 +232,14 @@ impl Settings {
             authendpoints_jwt_audience: v.authendpoints_jwt_audience,
             authendpoints_email_confirmation_url: v.authendpoints_email_confirmation_url,
             authendpoints_password_reset_url: v.authendpoints_password_reset_url,
+            authendpoints_templates: match v.authendpoints_templates {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| ConfigError::Read(path.clone(), e))?;
+                    toml::from_str(&text).map_err(|e| ConfigError::Parse(path, e))?
+                }
+                None => MailTemplates::default(),
+            },
             secure_cookies: v.secure_cookies.unwrap_or(false),
             workers: v.workers,
             pool_size: v.pool_size.unwrap_or(16),
@@ -248,6 +283,31 @@ mod tests {
         std::fs::write(&path, "bindd = \"x\"\n").unwrap();
         assert!(matches!(
             Settings::load(ConfigValues::default(), Some(&path)),
+            Err(ConfigError::Parse(..))
+        ));
+    }
+
+    #[test]
+    fn mail_templates_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("templates.toml");
+        std::fs::write(
+            &path,
+            "[login]\nsubject = \"Your code\"\nbody = \"Code: {code}\"\n",
+        )
+        .unwrap();
+        let v = ConfigValues {
+            authendpoints_templates: Some(path.clone()),
+            ..Default::default()
+        };
+        let t = Settings::load(v.clone(), None)
+            .unwrap()
+            .authendpoints_templates;
+        assert_eq!(t.login.unwrap().body, "Code: {code}");
+        assert!(t.enable_2fa.is_none());
+        std::fs::write(&path, "[logn]\nsubject = \"x\"\nbody = \"y\"\n").unwrap();
+        assert!(matches!(
+            Settings::load(v, None),
             Err(ConfigError::Parse(..))
         ));
     }

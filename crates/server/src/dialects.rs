@@ -50,6 +50,17 @@ pub const ALL: &[Dialect] = &[
                 &mut ae.password_reset_url,
                 &settings.authendpoints_password_reset_url,
             );
+            let templates = &settings.authendpoints_templates;
+            for (target, given) in [
+                (&mut ae.enable_2fa_mail, &templates.enable_2fa),
+                (&mut ae.login_mail, &templates.login),
+                (&mut ae.confirm_email_mail, &templates.confirm_email),
+                (&mut ae.reset_password_mail, &templates.reset_password),
+            ] {
+                if let Some(t) = given {
+                    *target = twofa_core::Template::new(t.subject.clone(), t.body.clone());
+                }
+            }
             twofa_api_authendpoints::configure(core, ae)(cfg)
         },
     },
