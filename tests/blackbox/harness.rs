@@ -24,8 +24,14 @@ pub struct Server {
     pub database_url: String,
     pub backend: Backend,
     pub http: Client,
-    /// Extra environment for the binary (see `restart_with`).
+    /// Extra `TWOFA_*` settings for the server and its CLI runs (`start_with`, `restart_with`).
     env: Vec<(String, String)>,
+}
+
+fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
+    env.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn free_port() -> u16 {
@@ -39,6 +45,11 @@ fn free_port() -> u16 {
 impl Server {
     /// `None` when the PostgreSQL variant is skipped (see tests/support/postgres.rs).
     pub fn start(backend: Backend, test: &str) -> Option<Server> {
+        Server::start_with(backend, test, &[])
+    }
+
+    /// Like `start`, with more settings in the environment.
+    pub fn start_with(backend: Backend, test: &str, env: &[(&str, &str)]) -> Option<Server> {
         let data_dir = tempfile::tempdir().unwrap();
         let database_url = match backend {
             Backend::Sqlite => data_dir
@@ -58,7 +69,7 @@ impl Server {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
-            env: Vec::new(),
+            env: owned(env),
         };
         server.serve();
         Some(server)
@@ -88,10 +99,7 @@ impl Server {
     /// Restarts the server on the same database with extra environment variables.
     pub fn restart_with(&mut self, env: &[(&str, &str)]) {
         self.kill();
-        self.env = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        self.env = owned(env);
         self.serve();
     }
 

@@ -3,7 +3,9 @@
 #[path = "../support/postgres.rs"]
 mod postgres;
 
+mod authendpoints;
 mod harness;
+mod mail;
 mod ucloud;
 mod zstack;
 
@@ -45,4 +47,64 @@ on_both_backends!(
     zstack::zstack_admin_reset,
     zstack::zstack_bad_input,
     zstack::zstack_settings,
+    authendpoints::ae_outbox,
 );
+
+/// Scenarios that need a real SMTP server on loopback (started per test).
+macro_rules! with_mail_on_both_backends {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        mod sqlite_mail {
+            $(#[test]
+            fn $name() {
+                let (s, sink) = super::authendpoints::start_with_mail(super::Backend::Sqlite, stringify!($name)).unwrap();
+                super::$module::$name(s, sink)
+            })*
+        }
+        mod postgres_mail {
+            $(#[test]
+            fn $name() {
+                if let Some((s, sink)) = super::authendpoints::start_with_mail(super::Backend::Postgres, stringify!($name)) {
+                    super::$module::$name(s, sink)
+                }
+            })*
+        }
+    };
+}
+
+with_mail_on_both_backends!(
+    authendpoints::ae_email_two_step_flow,
+    authendpoints::ae_code_rules,
+    authendpoints::ae_bad_input,
+    authendpoints::ae_authenticator_from_ucloud,
+    authendpoints::ae_passwords_and_delete,
+);
+
+/// SMTP pointed at a closed port.
+fn smtp_down(backend: Backend, test: &str) -> Option<Server> {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("smtp://127.0.0.1:{}", closed.local_addr().unwrap().port());
+    drop(closed);
+    Server::start_with(backend, test, &[("TWOFA_SMTP_URL", &url)])
+}
+
+#[test]
+fn sqlite_ae_smtp_down() {
+    authendpoints::ae_smtp_down(smtp_down(Backend::Sqlite, "ae_smtp_down").unwrap())
+}
+
+#[test]
+fn postgres_ae_smtp_down() {
+    if let Some(s) = smtp_down(Backend::Postgres, "ae_smtp_down") {
+        authendpoints::ae_smtp_down(s)
+    }
+}
+
+#[test]
+fn sqlite_ae_credentials_need_starttls() {
+    authendpoints::ae_credentials_need_starttls(Backend::Sqlite)
+}
+
+#[test]
+fn postgres_ae_credentials_need_starttls() {
+    authendpoints::ae_credentials_need_starttls(Backend::Postgres)
+}

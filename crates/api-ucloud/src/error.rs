@@ -92,7 +92,7 @@ impl From<CoreError> for ApiError {
             CoreError::InvalidToken | CoreError::UserNotFound => ApiError::Unauthorized,
             CoreError::Forbidden => ApiError::Forbidden,
             CoreError::InvalidInput(_) | CoreError::UserExists => ApiError::BadRequest,
-            CoreError::Storage(_) | CoreError::Internal(_) => {
+            CoreError::Storage(_) | CoreError::Internal(_) | CoreError::DeliveryFailed(_) => {
                 tracing::error!(error = %e, "ucloud request failed");
                 ApiError::Internal
             }

@@ -160,7 +160,10 @@ impl From<CoreError> for ApiError {
                 ApiError::api(Code::Sys1006, "two factor authentication is already bound")
             }
             CoreError::InvalidInput(why) => ApiError::api(Code::Sys1007, why),
-            CoreError::UserExists | CoreError::Storage(_) | CoreError::Internal(_) => {
+            CoreError::UserExists
+            | CoreError::DeliveryFailed(_)
+            | CoreError::Storage(_)
+            | CoreError::Internal(_) => {
                 tracing::error!(error = %e, "zstack request failed");
                 ApiError::api(Code::Sys1000, "internal error")
             }

@@ -244,7 +244,7 @@ impl CodeCheck<'_> {
 }
 
 /// Counts a wrong (or replayed) code against the user and audits it.
-fn record_code_failure(
+pub(crate) fn record_code_failure(
     inner: &Inner,
     conn: &mut DbConnection,
     origin: &Origin,
@@ -351,6 +351,10 @@ impl Core {
                         service.as_deref(),
                     )?;
                     Ok(LoginStep::SecondFactor { user, challenge_id })
+                }
+                // A second factor this login cannot carry is still a second factor.
+                None if crate::accounts::email_factor_enabled(conn, &user.id)? => {
+                    Err(CoreError::NoSecondFactor)
                 }
                 None => Ok(LoginStep::Complete(sessions::create(
                     inner, conn, &origin, user, false,

@@ -32,6 +32,9 @@ pub enum CoreError {
     Forbidden,
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// A message with a code could not be sent; nothing was changed.
+    #[error("delivery failed: {0}")]
+    DeliveryFailed(String),
     #[error("storage error: {0}")]
     Storage(String),
     #[error("internal error: {0}")]

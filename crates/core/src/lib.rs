@@ -2,14 +2,18 @@
 //! brute-force limits, sessions and the audit log, over SQLite or PostgreSQL.
 //! No HTTP here: dialect crates translate wire formats into calls on [`Core`].
 
+pub mod accounts;
 pub mod audit;
 pub mod challenges;
 pub mod clock;
+pub mod codes;
 pub mod crypto;
 pub mod db;
+pub mod delivery;
 pub mod error;
 pub mod inline_totp;
 pub mod jobs;
+pub mod jwt;
 pub mod query;
 pub mod random;
 pub mod sessions;
@@ -20,10 +24,13 @@ pub mod users;
 
 use std::sync::Arc;
 
+pub use accounts::{SecondFactors, SignIn};
 pub use audit::AuditEvent;
 pub use challenges::{ChallengeOutcome, FactorState, LoginStep, TotpSetup};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use codes::{CodeFormat, CodePurpose};
 pub use crypto::Password;
+pub use delivery::{Channel, MailConfig, Template};
 pub use error::{CoreError, CoreResult};
 pub use inline_totp::{CodeLogin, TotpFactorInfo};
 pub use random::{OsRandom, RandomSource, SeededRandom};
@@ -46,6 +53,8 @@ pub struct CoreConfig {
     pub access_token_ttl: i64,
     pub refresh_token_ttl: i64,
     pub challenge_ttl: i64,
+    /// How messages with codes are delivered.
+    pub mail: delivery::MailConfig,
 }
 
 impl CoreConfig {
@@ -61,6 +70,7 @@ impl CoreConfig {
             access_token_ttl: 600,
             refresh_token_ttl: 30 * 24 * 3600,
             challenge_ttl: 600,
+            mail: delivery::MailConfig::default(),
         }
     }
 }
@@ -100,6 +110,7 @@ pub(crate) struct Inner {
     pub(crate) rng: Arc<dyn RandomSource>,
     pub(crate) secrets: SecretBox,
     pub(crate) jwt: sessions::JwtKeys,
+    pub(crate) delivery: delivery::Delivery,
     pub(crate) cfg: CoreConfig,
 }
 
@@ -139,6 +150,7 @@ impl Core {
                 rng,
                 secrets: SecretBox::new(&cfg.master_key),
                 jwt: sessions::JwtKeys::new(&cfg.jwt_key),
+                delivery: delivery::Delivery::new(&cfg.mail)?,
                 cfg,
             }),
         })

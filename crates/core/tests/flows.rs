@@ -6,8 +6,9 @@ mod postgres;
 use std::sync::Arc;
 use twofa_core::query::{Condition, Op, Page, QuerySpec, Sort, TotpField};
 use twofa_core::{
-    totp, Actor, ChallengeOutcome, Clock, CodeLogin, Core, CoreConfig, CoreError, FactorState,
-    LoginStep, ManualClock, NewUser, Origin, Password, SeededRandom, TotpFactorInfo, User,
+    totp, Actor, ChallengeOutcome, Channel, Clock, CodeFormat, CodeLogin, CodePurpose, Core,
+    CoreConfig, CoreError, FactorState, LoginStep, ManualClock, NewUser, Origin, Password,
+    SeededRandom, SignIn, Template, TotpFactorInfo, User,
 };
 
 /// 2026-01-01T00:00:10Z: ten seconds into a TOTP step.
@@ -17,6 +18,7 @@ struct Env {
     core: Core,
     clock: Arc<ManualClock>,
     db_file: Option<std::path::PathBuf>,
+    url: String,
     _dir: tempfile::TempDir,
 }
 
@@ -29,13 +31,15 @@ fn env(url: Option<String>) -> Env {
     let db_file = url.is_none().then(|| dir.path().join("t.sqlite3"));
     let url = url.unwrap_or_else(|| db_file.as_ref().unwrap().to_string_lossy().into_owned());
     let clock = Arc::new(ManualClock::new(T0));
-    let mut cfg = CoreConfig::new(url, [7; 32], vec![9; 32]);
+    let mut cfg = CoreConfig::new(url.clone(), [7; 32], vec![9; 32]);
     cfg.pool_size = 8;
+    cfg.mail.outbox_dir = dir.path().join("outbox");
     let core = Core::open(cfg, clock.clone(), Arc::new(SeededRandom::new(42))).unwrap();
     Env {
         core,
         clock,
         db_file,
+        url,
         _dir: dir,
     }
 }
@@ -69,6 +73,46 @@ impl Env {
         assert!(matches!(outcome, ChallengeOutcome::SetupCompleted { .. }));
         self.clock.advance(30);
         secret
+    }
+
+    async fn user_with_email(&self, name: &str) -> User {
+        let new = NewUser {
+            username: name.into(),
+            email: Some(format!("{name}@example.com")),
+            password: Some(format!("{name}-pw")),
+            ..Default::default()
+        };
+        self.core.create_user(origin(), new).await.unwrap()
+    }
+
+    async fn send(&self, user: &User, purpose: CodePurpose) -> Result<(), CoreError> {
+        self.core
+            .send_code(
+                origin(),
+                user.id.clone(),
+                purpose,
+                CodeFormat::Digits(6),
+                Channel::Email,
+                Template::new("Your code", "code: {code}"),
+            )
+            .await
+    }
+
+    /// The code in the newest message of the outbox.
+    fn last_code(&self) -> String {
+        let mut files: Vec<_> = std::fs::read_dir(self._dir.path().join("outbox"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let text = std::fs::read_to_string(files.last().unwrap()).unwrap();
+        let code = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("code: "))
+            .unwrap()
+            .to_string();
+        assert_eq!(code.len(), 6);
+        code
     }
 
     async fn login_challenge(&self, user: &User) -> String {
@@ -969,6 +1013,186 @@ async fn totp_inventory_query(e: Env) {
     assert_eq!(names(page), vec!["tia"]);
 }
 
+/// Emailed one-time codes: purpose-bound, expiring, single use, limited per code, per
+/// user and per send window.
+async fn one_time_codes(e: Env) {
+    let u = e.user_with_email("olga").await;
+    e.send(&u, CodePurpose::EnableTwoFactor).await.unwrap();
+    let enable = e.last_code();
+    // A code of one purpose never serves another.
+    assert!(matches!(
+        e.core
+            .redeem_code(origin(), u.id.clone(), CodePurpose::Login, enable.clone())
+            .await,
+        Err(CoreError::IncorrectCode)
+    ));
+    e.core
+        .enable_email_two_factor(origin(), u.id.clone(), enable.clone())
+        .await
+        .unwrap();
+    assert!(e.core.second_factors(u.id.clone()).await.unwrap().email);
+    assert!(matches!(
+        e.core
+            .enable_email_two_factor(origin(), u.id.clone(), enable.clone())
+            .await,
+        Err(CoreError::AlreadyBound)
+    ));
+    // The password alone no longer signs in, on any dialect.
+    assert!(matches!(
+        e.core
+            .sign_in(origin(), "olga".into(), "olga-pw".into())
+            .await
+            .unwrap(),
+        SignIn::SecondFactorRequired { .. }
+    ));
+    assert!(matches!(
+        e.core
+            .password_login(origin(), "olga".into(), "olga-pw".into(), None)
+            .await,
+        Err(CoreError::NoSecondFactor)
+    ));
+
+    // Valid for 10 minutes, not a second longer.
+    e.send(&u, CodePurpose::Login).await.unwrap();
+    let login = e.last_code();
+    e.clock.advance(600);
+    assert!(matches!(
+        e.core
+            .login_with_emailed_code(origin(), u.id.clone(), login)
+            .await,
+        Err(CoreError::IncorrectCode)
+    ));
+    e.send(&u, CodePurpose::Login).await.unwrap();
+    let login = e.last_code();
+    e.clock.advance(599);
+    let session = e
+        .core
+        .login_with_emailed_code(origin(), u.id.clone(), login.clone())
+        .await
+        .unwrap();
+    assert!(session.mfa);
+    // Single use.
+    assert!(matches!(
+        e.core
+            .login_with_emailed_code(origin(), u.id.clone(), login)
+            .await,
+        Err(CoreError::IncorrectCode)
+    ));
+
+    // Five wrong tries kill the code, and lock the user's codes out.
+    e.clock.advance(600);
+    e.send(&u, CodePurpose::Login).await.unwrap();
+    let login = e.last_code();
+    for _ in 0..4 {
+        assert!(matches!(
+            e.core
+                .login_with_emailed_code(origin(), u.id.clone(), wrong(&login))
+                .await,
+            Err(CoreError::IncorrectCode)
+        ));
+    }
+    assert!(matches!(
+        e.core
+            .login_with_emailed_code(origin(), u.id.clone(), login.clone())
+            .await,
+        Err(CoreError::Locked { .. })
+    ));
+    // After the 30 s lockout, a fifth wrong try uses up the code's attempts.
+    e.clock.advance(31);
+    assert!(matches!(
+        e.core
+            .login_with_emailed_code(origin(), u.id.clone(), wrong(&login))
+            .await,
+        Err(CoreError::IncorrectCode)
+    ));
+    e.clock.advance(3600);
+    assert!(matches!(
+        e.core
+            .login_with_emailed_code(origin(), u.id.clone(), login)
+            .await,
+        Err(CoreError::IncorrectCode)
+    ));
+
+    // At most 5 sends per user in 10 minutes.
+    e.clock.advance(600);
+    for _ in 0..5 {
+        e.send(&u, CodePurpose::Login).await.unwrap();
+    }
+    let Err(CoreError::Locked { retry_after }) = e.send(&u, CodePurpose::Login).await else {
+        panic!("sixth send allowed")
+    };
+    assert_eq!(retry_after, 600);
+    e.clock.advance(600);
+    e.send(&u, CodePurpose::Login).await.unwrap();
+}
+
+/// Of concurrent logins with one emailed code exactly one succeeds.
+async fn concurrent_email_codes(e: Env) {
+    let u = e.user_with_email("rita").await;
+    e.send(&u, CodePurpose::EnableTwoFactor).await.unwrap();
+    e.core
+        .enable_email_two_factor(origin(), u.id.clone(), e.last_code())
+        .await
+        .unwrap();
+    e.send(&u, CodePurpose::Login).await.unwrap();
+    let code = e.last_code();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let core = e.core.clone();
+            let (id, code) = (u.id.clone(), code.clone());
+            tokio::spawn(async move { core.login_with_emailed_code(origin(), id, code).await })
+        })
+        .collect();
+    let mut successes = 0;
+    for t in tasks {
+        if t.await.unwrap().is_ok() {
+            successes += 1;
+        }
+    }
+    assert_eq!(successes, 1);
+}
+
+/// A send that fails leaves no usable code and does not count as a send.
+async fn failed_delivery_leaves_nothing(e: Env) {
+    let u = e.user_with_email("paul").await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut cfg = CoreConfig::new(e.url.clone(), [7; 32], vec![9; 32]);
+    cfg.mail.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+    let down = Core::open(cfg, e.clock.clone(), Arc::new(SeededRandom::new(1))).unwrap();
+    for _ in 0..6 {
+        let failed = down
+            .send_code(
+                origin(),
+                u.id.clone(),
+                CodePurpose::EnableTwoFactor,
+                CodeFormat::Digits(6),
+                Channel::Email,
+                Template::new("s", "code: {code}"),
+            )
+            .await;
+        assert!(
+            matches!(failed, Err(CoreError::DeliveryFailed(_))),
+            "{failed:?}"
+        );
+    }
+    // Every guess fails: no code was left behind.
+    assert!(matches!(
+        e.core
+            .enable_email_two_factor(origin(), u.id.clone(), "123456".into())
+            .await,
+        Err(CoreError::IncorrectCode)
+    ));
+    assert!(!e.core.second_factors(u.id.clone()).await.unwrap().any());
+    // And the failures used up none of the send allowance.
+    e.send(&u, CodePurpose::EnableTwoFactor).await.unwrap();
+    e.core
+        .enable_email_two_factor(origin(), u.id.clone(), e.last_code())
+        .await
+        .unwrap();
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -999,6 +1223,9 @@ on_both_backends!(
     admin_reset,
     no_plaintext_secrets_on_disk,
     direct_code_checks,
+    one_time_codes,
+    concurrent_email_codes,
+    failed_delivery_leaves_nothing,
     inline_codes_bind_and_log_in,
     inline_codes_lock_out,
     concurrent_first_secret,

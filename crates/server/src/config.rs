@@ -45,6 +45,38 @@ pub struct ConfigValues {
     /// ZStack's `twofa.enable` until an admin changes it through the API [default: false]
     #[arg(long, env = "TWOFA_ZSTACK_TWOFA_ENABLE", global = true)]
     pub zstack_twofa_enable: Option<bool>,
+    /// SMTP server for mail with codes and links: smtp://user:pass@host:587 (STARTTLS,
+    /// required with credentials), smtps://user:pass@host (TLS), smtp://host:25 (plain,
+    /// local relays); `?tls=` overrides [default: none, mail goes to <data dir>/outbox/mail]
+    #[arg(long, env = "TWOFA_SMTP_URL", global = true, hide_env_values = true)]
+    pub smtp_url: Option<String>,
+    /// From address of mail [default: twofa@localhost]
+    #[arg(long, env = "TWOFA_MAIL_FROM", global = true)]
+    pub mail_from: Option<String>,
+    /// Path prefix of the AuthEndpoints dialect [default: none, /users and /jwt at the root]
+    #[arg(long, env = "TWOFA_AUTHENDPOINTS_PREFIX", global = true)]
+    pub authendpoints_prefix: Option<String>,
+    /// Issuer of AuthEndpoints JWTs [default: webapi]
+    #[arg(long, env = "TWOFA_AUTHENDPOINTS_JWT_ISSUER", global = true)]
+    pub authendpoints_jwt_issuer: Option<String>,
+    /// Audience of AuthEndpoints JWTs [default: webapi]
+    #[arg(long, env = "TWOFA_AUTHENDPOINTS_JWT_AUDIENCE", global = true)]
+    pub authendpoints_jwt_audience: Option<String>,
+    /// Link in AuthEndpoints confirmation mails, with {uid} and {token}
+    #[arg(
+        long,
+        env = "TWOFA_AUTHENDPOINTS_EMAIL_CONFIRMATION_URL",
+        global = true
+    )]
+    pub authendpoints_email_confirmation_url: Option<String>,
+    /// Link in AuthEndpoints password reset mails, with {uid} and {token}
+    #[arg(long, env = "TWOFA_AUTHENDPOINTS_PASSWORD_RESET_URL", global = true)]
+    pub authendpoints_password_reset_url: Option<String>,
+    /// TOML file with AuthEndpoints mail templates: tables `enable_2fa`, `login`
+    /// (`{code}`), `confirm_email`, `reset_password` (`{link}`), each with `subject` and
+    /// `body` [default: the reference's wording]
+    #[arg(long, env = "TWOFA_AUTHENDPOINTS_TEMPLATES", global = true)]
+    pub authendpoints_templates: Option<PathBuf>,
     /// Mark cookies Secure (set when served over HTTPS) [default: false]
     #[arg(long, env = "TWOFA_SECURE_COOKIES", global = true)]
     pub secure_cookies: Option<bool>,
@@ -75,12 +107,48 @@ impl ConfigValues {
                 .zstack_session_timeout
                 .or(fallback.zstack_session_timeout),
             zstack_twofa_enable: self.zstack_twofa_enable.or(fallback.zstack_twofa_enable),
+            smtp_url: self.smtp_url.or(fallback.smtp_url),
+            mail_from: self.mail_from.or(fallback.mail_from),
+            authendpoints_prefix: self.authendpoints_prefix.or(fallback.authendpoints_prefix),
+            authendpoints_jwt_issuer: self
+                .authendpoints_jwt_issuer
+                .or(fallback.authendpoints_jwt_issuer),
+            authendpoints_jwt_audience: self
+                .authendpoints_jwt_audience
+                .or(fallback.authendpoints_jwt_audience),
+            authendpoints_email_confirmation_url: self
+                .authendpoints_email_confirmation_url
+                .or(fallback.authendpoints_email_confirmation_url),
+            authendpoints_password_reset_url: self
+                .authendpoints_password_reset_url
+                .or(fallback.authendpoints_password_reset_url),
+            authendpoints_templates: self
+                .authendpoints_templates
+                .or(fallback.authendpoints_templates),
             secure_cookies: self.secure_cookies.or(fallback.secure_cookies),
             workers: self.workers.or(fallback.workers),
             pool_size: self.pool_size.or(fallback.pool_size),
             log: self.log.or(fallback.log),
         }
     }
+}
+
+/// One mail template from the templates file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailTemplate {
+    pub subject: String,
+    pub body: String,
+}
+
+/// Replacements for the AuthEndpoints mails; those not given keep their default.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailTemplates {
+    pub enable_2fa: Option<MailTemplate>,
+    pub login: Option<MailTemplate>,
+    pub confirm_email: Option<MailTemplate>,
+    pub reset_password: Option<MailTemplate>,
 }
 
 /// Resolved settings.
@@ -96,6 +164,15 @@ pub struct Settings {
     pub ucloud_issuer: String,
     pub zstack_session_timeout: i64,
     pub zstack_twofa_enable: bool,
+    pub smtp_url: Option<String>,
+    pub mail_from: String,
+    /// Unset values keep the dialect's defaults.
+    pub authendpoints_prefix: Option<String>,
+    pub authendpoints_jwt_issuer: Option<String>,
+    pub authendpoints_jwt_audience: Option<String>,
+    pub authendpoints_email_confirmation_url: Option<String>,
+    pub authendpoints_password_reset_url: Option<String>,
+    pub authendpoints_templates: MailTemplates,
     pub secure_cookies: bool,
     pub workers: Option<usize>,
     pub pool_size: Option<u32>,
@@ -162,6 +239,21 @@ impl Settings {
             ucloud_issuer: v.ucloud_issuer.unwrap_or_else(|| "UCloud".into()),
             zstack_session_timeout: v.zstack_session_timeout.unwrap_or(7200).max(1),
             zstack_twofa_enable: v.zstack_twofa_enable.unwrap_or(false),
+            smtp_url: v.smtp_url.filter(|u| !u.trim().is_empty()),
+            mail_from: v.mail_from.unwrap_or_else(|| "twofa@localhost".into()),
+            authendpoints_prefix: v.authendpoints_prefix,
+            authendpoints_jwt_issuer: v.authendpoints_jwt_issuer,
+            authendpoints_jwt_audience: v.authendpoints_jwt_audience,
+            authendpoints_email_confirmation_url: v.authendpoints_email_confirmation_url,
+            authendpoints_password_reset_url: v.authendpoints_password_reset_url,
+            authendpoints_templates: match v.authendpoints_templates {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .map_err(|e| ConfigError::Read(path.clone(), e))?;
+                    toml::from_str(&text).map_err(|e| ConfigError::Parse(path, e))?
+                }
+                None => MailTemplates::default(),
+            },
             secure_cookies: v.secure_cookies.unwrap_or(false),
             workers: v.workers,
             pool_size: v.pool_size,
@@ -180,9 +272,10 @@ mod tests {
         assert_eq!(s.bind, "127.0.0.1:8080");
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         assert!(s.database_url.ends_with("twofa.sqlite3"));
-        assert_eq!(s.dialects, vec!["ucloud", "zstack"]);
+        assert_eq!(s.dialects, vec!["ucloud", "zstack", "authendpoints"]);
         assert_eq!(s.zstack_session_timeout, 7200);
         assert!(!s.zstack_twofa_enable);
+        assert_eq!(s.smtp_url, None);
     }
 
     #[test]
@@ -208,6 +301,31 @@ mod tests {
         std::fs::write(&path, "bindd = \"x\"\n").unwrap();
         assert!(matches!(
             Settings::load(ConfigValues::default(), Some(&path)),
+            Err(ConfigError::Parse(..))
+        ));
+    }
+
+    #[test]
+    fn mail_templates_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("templates.toml");
+        std::fs::write(
+            &path,
+            "[login]\nsubject = \"Your code\"\nbody = \"Code: {code}\"\n",
+        )
+        .unwrap();
+        let v = ConfigValues {
+            authendpoints_templates: Some(path.clone()),
+            ..Default::default()
+        };
+        let t = Settings::load(v.clone(), None)
+            .unwrap()
+            .authendpoints_templates;
+        assert_eq!(t.login.unwrap().body, "Code: {code}");
+        assert!(t.enable_2fa.is_none());
+        std::fs::write(&path, "[logn]\nsubject = \"x\"\nbody = \"y\"\n").unwrap();
+        assert!(matches!(
+            Settings::load(v, None),
             Err(ConfigError::Parse(..))
         ));
     }

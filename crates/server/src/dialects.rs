@@ -41,6 +41,42 @@ pub const ALL: &[Dialect] = &[
             twofa_api_zstack::configure(core, zstack)(cfg)
         },
     },
+    Dialect {
+        name: twofa_api_authendpoints::DIALECT,
+        doc_path: "/openapi/authendpoints.json",
+        openapi: twofa_api_authendpoints::AuthEndpointsApi::openapi,
+        mount: |cfg, core, settings| {
+            let mut ae = twofa_api_authendpoints::AuthEndpointsSettings::default();
+            let set = |target: &mut String, value: &Option<String>| {
+                if let Some(v) = value {
+                    *target = v.clone();
+                }
+            };
+            set(&mut ae.prefix, &settings.authendpoints_prefix);
+            set(&mut ae.jwt_issuer, &settings.authendpoints_jwt_issuer);
+            set(&mut ae.jwt_audience, &settings.authendpoints_jwt_audience);
+            set(
+                &mut ae.email_confirmation_url,
+                &settings.authendpoints_email_confirmation_url,
+            );
+            set(
+                &mut ae.password_reset_url,
+                &settings.authendpoints_password_reset_url,
+            );
+            let templates = &settings.authendpoints_templates;
+            for (target, given) in [
+                (&mut ae.enable_2fa_mail, &templates.enable_2fa),
+                (&mut ae.login_mail, &templates.login),
+                (&mut ae.confirm_email_mail, &templates.confirm_email),
+                (&mut ae.reset_password_mail, &templates.reset_password),
+            ] {
+                if let Some(t) = given {
+                    *target = twofa_core::Template::new(t.subject.clone(), t.body.clone());
+                }
+            }
+            twofa_api_authendpoints::configure(core, ae)(cfg)
+        },
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Dialect> {

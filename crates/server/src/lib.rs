@@ -48,6 +48,11 @@ pub fn open_core(settings: &Settings) -> Result<Core, ServerError> {
     if let Some(size) = settings.pool_size {
         cfg.pool_size = size;
     }
+    cfg.mail = twofa_core::MailConfig {
+        smtp_url: settings.smtp_url.clone(),
+        from: settings.mail_from.clone(),
+        outbox_dir: settings.data_dir.join("outbox").join("mail"),
+    };
     Ok(Core::open(cfg, Arc::new(SystemClock), Arc::new(OsRandom))?)
 }
 

@@ -110,3 +110,29 @@ diesel::allow_tables_to_appear_in_same_query!(
     settings,
     api_jobs
 );
+
+diesel::table! {
+    one_time_codes (id) {
+        id -> Text,
+        user_id -> Text,
+        purpose -> Text,
+        channel -> Text,
+        code_hash -> Text,
+        delivered -> Bool,
+        used -> Bool,
+        attempts -> Integer,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    email_factors (user_id) {
+        user_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::joinable!(one_time_codes -> users (user_id));
+diesel::joinable!(email_factors -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(users, one_time_codes, email_factors);

@@ -60,6 +60,8 @@ CREATE TABLE sessions (
     revoked BOOLEAN NOT NULL DEFAULT FALSE
 ) WITHOUT ROWID;
 CREATE INDEX sessions_user_id ON sessions(user_id);
+-- Access tokens name their session (`sid`) for dialects that check it is still live.
+CREATE UNIQUE INDEX sessions_id ON sessions(id);
 
 CREATE TABLE audit_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

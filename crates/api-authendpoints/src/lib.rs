@@ -1,0 +1,159 @@
+//! The AuthEndpoints dialect: madeyoga/AuthEndpoints v1.4.x (MVC) `/users/...` and
+//! `/jwt/...` endpoints over twofa-core, with two-step verification by emailed codes.
+//! Wire contract: shared/dialects/authendpoints.md (status codes and the five body
+//! kinds of ASP.NET Core MVC), with replayable, unlimited, purpose-less codes and the
+//! leaked password hash fixed.
+
+pub mod error;
+mod extract;
+mod jwt;
+mod tokens;
+mod twostep;
+mod users;
+pub mod wire;
+
+use actix_web::web;
+use twofa_core::{Core, Template};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+pub use tokens::NAME_CLAIM;
+
+pub const DIALECT: &str = "authendpoints";
+
+/// Settings of this dialect.
+#[derive(Debug, Clone)]
+pub struct AuthEndpointsSettings {
+    /// Mount point: "" serves `/users/...` and `/jwt/...` at the root.
+    pub prefix: String,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    /// Seconds (reference: 120 min access, 2880 min refresh).
+    pub access_token_ttl: i64,
+    pub refresh_token_ttl: i64,
+    /// Links in the confirmation and reset mails; `{uid}` and `{token}` are filled in.
+    pub email_confirmation_url: String,
+    pub password_reset_url: String,
+    /// Mail templates (`{code}`; `{link}` in the link mails), reference §2.6.
+    pub enable_2fa_mail: Template,
+    pub login_mail: Template,
+    pub confirm_email_mail: Template,
+    pub reset_password_mail: Template,
+    pub max_body_bytes: usize,
+}
+
+impl Default for AuthEndpointsSettings {
+    fn default() -> Self {
+        AuthEndpointsSettings {
+            prefix: String::new(),
+            jwt_issuer: "webapi".into(),
+            jwt_audience: "webapi".into(),
+            access_token_ttl: 120 * 60,
+            refresh_token_ttl: 2880 * 60,
+            email_confirmation_url: "http://localhost:8080/account/email/confirm/{uid}/{token}"
+                .into(),
+            password_reset_url: "http://localhost:8080/account/password/reset/{uid}/{token}"
+                .into(),
+            enable_2fa_mail: Template::new(
+                "Enabling two-factor authentication (2FA) on your user account",
+                "You're receiving this email because you requested a 2 factor authentication for your user account\nPlease enter this code to finish enabling 2fa:\n\n{code}\n\nThanks for using our site!",
+            ),
+            login_mail: Template::new(
+                "Login verification code",
+                "We noticed you\u{2019}re trying to log in. Please enter this code to finish logging in:\n\n{code}\n\nThanks for using our site!",
+            ),
+            confirm_email_mail: Template::new(
+                "Email Confirmation",
+                "You're receiving this email because you registered an account on our site.\nPlease open this link to confirm your email address:\n\n{link}\n\nThanks for using our site!",
+            ),
+            reset_password_mail: Template::new(
+                "Password Reset",
+                "You're receiving this email because you requested a password reset for your user account.\nPlease open this link to choose a new password:\n\n{link}\n\nThanks for using our site!",
+            ),
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+fn services(cfg: &mut web::ServiceConfig) {
+    cfg.service(users::register)
+        .service(users::me)
+        .service(users::verify_email)
+        .service(users::verify_email_confirm)
+        .service(users::set_password)
+        .service(users::reset_password)
+        .service(users::reset_password_confirm)
+        .service(users::delete_user)
+        .service(twostep::enable)
+        .service(twostep::enable_confirm)
+        .service(twostep::login)
+        .service(twostep::confirm)
+        .service(jwt::create)
+        .service(jwt::refresh)
+        .service(jwt::verify);
+}
+
+/// Mounts the dialect's routes at `settings.prefix`.
+pub fn configure(
+    core: Core,
+    settings: AuthEndpointsSettings,
+) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        let prefix = settings.prefix.trim_end_matches('/').to_string();
+        let core = web::Data::new(core);
+        let settings = web::Data::new(settings);
+        if prefix.is_empty() {
+            // Not an empty scope: it would answer 404 for every other dialect's path.
+            cfg.app_data(core).app_data(settings).configure(services);
+        } else {
+            cfg.service(
+                web::scope(&prefix)
+                    .app_data(core)
+                    .app_data(settings)
+                    .configure(services),
+            );
+        }
+    }
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The OpenAPI document of this dialect.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "twofa: AuthEndpoints dialect", description = "madeyoga/AuthEndpoints v1.4.x: two-step verification by email (and authenticator app), and the user and JWT endpoints it depends on."),
+    paths(
+        users::register,
+        users::me,
+        users::verify_email,
+        users::verify_email_confirm,
+        users::set_password,
+        users::reset_password,
+        users::reset_password_confirm,
+        users::delete_user,
+        twostep::enable,
+        twostep::enable_confirm,
+        twostep::login,
+        twostep::confirm,
+        jwt::create,
+        jwt::refresh,
+        jwt::verify,
+    ),
+    modifiers(&BearerAuth)
+)]
+pub struct AuthEndpointsApi;
