@@ -569,37 +569,62 @@ pub fn docs_and_cli(s: Server) {
     assert_eq!(written, committed);
 }
 
-/// SIGTERM lets in-flight requests finish, then the server exits cleanly.
+/// SIGTERM lets in-flight requests finish, then the server exits cleanly. Each request
+/// is made certainly in flight first: its connection has already been served once
+/// (so the server accepted it), and half of its body is sent before the signal and
+/// the rest after.
 pub fn graceful_shutdown(mut s: Server) {
+    use std::io::{Read, Write};
     s.add_user("walter", "w-pw");
-    let base = s.base.clone();
-    let requests: Vec<_> = (0..6)
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let body = "username=walter&password=w-pw&service=cli";
+    let (head, tail) = body.split_at(body.len() / 2);
+    let mut connections: Vec<std::net::TcpStream> = (0..3)
         .map(|_| {
-            let url = format!("{base}/auth/login");
-            std::thread::spawn(move || {
-                let form = [
-                    ("username", "walter"),
-                    ("password", "w-pw"),
-                    ("service", "cli"),
-                ];
-                reqwest::blocking::Client::new()
-                    .post(url)
-                    .header("Accept", "application/json")
-                    .form(&form)
-                    .send()
-                    .map(|r| r.status().as_u16())
-            })
+            let mut c = std::net::TcpStream::connect(&addr).unwrap();
+            c.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+                .unwrap();
+            c.write_all(b"GET /healthz HTTP/1.1\r\nHost: twofa\r\n\r\n")
+                .unwrap();
+            let mut first = [0u8; 512];
+            let n = c.read(&mut first).unwrap();
+            assert!(
+                first[..n].starts_with(b"HTTP/1.1 200"),
+                "{}",
+                String::from_utf8_lossy(&first[..n])
+            );
+            write!(
+                c,
+                "POST /auth/login HTTP/1.1\r\nHost: twofa\r\nAccept: application/json\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{head}",
+                body.len()
+            )
+            .unwrap();
+            c
         })
         .collect();
-    // Argon2 keeps these busy for a while; stop the server in the middle of them.
-    std::thread::sleep(std::time::Duration::from_millis(30));
+    std::thread::sleep(std::time::Duration::from_millis(200));
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &s.pid().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
-    for r in requests {
-        assert_eq!(r.join().unwrap().expect("the request was answered"), 200);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // New connections are refused once the server is stopping.
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "still accepting after SIGTERM"
+    );
+    for c in &mut connections {
+        c.write_all(tail.as_bytes()).unwrap();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "in-flight request dropped: {answer:?}"
+        );
+        assert!(answer.contains("\"accessToken\""), "{answer}");
     }
     assert!(s.wait_exit(), "clean exit after SIGTERM");
 }
