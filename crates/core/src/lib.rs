@@ -137,7 +137,10 @@ impl Core {
         };
         let pool = db::connect(&cfg.database_url, pool_size)?;
         let batcher = match backend {
-            Backend::Sqlite => Some(db::batch::Batcher::start(pool.get()?)?),
+            Backend::Sqlite => Some(db::batch::Batcher::start(
+                pool.get()?,
+                db::sqlite_path(&cfg.database_url),
+            )?),
             Backend::Postgres => None,
         };
         Ok(Core {

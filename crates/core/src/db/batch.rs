@@ -5,8 +5,10 @@
 //! lock and one thread wake-up serve a whole batch.
 
 use diesel::connection::SimpleConnection;
+use diesel::{Connection, SqliteConnection};
 use std::cell::Cell;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use super::{DbConnection, PooledDb};
 use crate::error::CoreError;
@@ -30,10 +32,34 @@ pub(crate) fn in_batch() -> bool {
 #[derive(Clone)]
 pub(crate) struct Batcher {
     jobs: mpsc::Sender<Job>,
+    /// The checkpoint thread runs while this exists.
+    _alive: Arc<()>,
 }
 
+/// How often the background thread copies the WAL back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
 impl Batcher {
-    pub(crate) fn start(mut conn: PooledDb) -> Result<Batcher, CoreError> {
+    /// `path` is the SQLite file, opened a second time for background checkpoints: the
+    /// writer never stalls on copying the WAL back (PASSIVE checkpoints do not block it).
+    pub(crate) fn start(mut conn: PooledDb, path: &str) -> Result<Batcher, CoreError> {
+        conn.batch_execute("PRAGMA wal_autocheckpoint = 0")?;
+        let alive = Arc::new(());
+        let mut checkpointer = SqliteConnection::establish(path)
+            .map_err(|e| CoreError::Storage(format!("cannot open database: {e}")))?;
+        checkpointer.batch_execute("PRAGMA busy_timeout = 10000")?;
+        let watch = Arc::downgrade(&alive);
+        std::thread::Builder::new()
+            .name("twofa-checkpoint".into())
+            .spawn(move || {
+                while watch.upgrade().is_some() {
+                    std::thread::sleep(CHECKPOINT_EVERY);
+                    if let Err(e) = checkpointer.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
+                        tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                }
+            })
+            .map_err(|e| CoreError::Internal(format!("cannot start the checkpoint thread: {e}")))?;
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("twofa-sqlite".into())
@@ -45,7 +71,10 @@ impl Batcher {
                 }
             })
             .map_err(|e| CoreError::Internal(format!("cannot start the database thread: {e}")))?;
-        Ok(Batcher { jobs })
+        Ok(Batcher {
+            jobs,
+            _alive: alive,
+        })
     }
 
     pub(crate) fn submit(&self, job: Job) -> Result<(), CoreError> {

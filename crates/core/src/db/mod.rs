@@ -60,8 +60,9 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for ConnectionSetup 
     fn on_acquire(&self, conn: &mut DbConnection) -> Result<(), diesel::r2d2::Error> {
         if let DbConnection::Sqlite(c) = conn {
             // busy_timeout first, so the others wait for a lock instead of failing. A
-            // larger checkpoint interval copies hot pages back to the file less often; a
-            // 64 MiB page cache keeps a working set of many users out of pread().
+            // larger checkpoint interval copies hot pages back to the file less often (the
+            // server's own writer leaves checkpoints to a background thread); a 64 MiB
+            // page cache keeps a working set of many users out of pread().
             c.batch_execute(
                 "PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
                  PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 10000; \
@@ -73,10 +74,15 @@ impl CustomizeConnection<DbConnection, diesel::r2d2::Error> for ConnectionSetup 
     }
 }
 
+/// The file of a SQLite URL (a path, or `sqlite://` and a path).
+pub fn sqlite_path(url: &str) -> &str {
+    url.strip_prefix("sqlite://").unwrap_or(url)
+}
+
 /// Opens a pool on `url` (a `postgres://` URL, or a SQLite file path or `sqlite://` URL)
 /// and runs the embedded migrations.
 pub fn connect(url: &str, max_size: u32) -> Result<DbPool, CoreError> {
-    let target = url.strip_prefix("sqlite://").unwrap_or(url);
+    let target = sqlite_path(url);
     if Backend::of_url(url) == Backend::Sqlite {
         // WAL is a property of the file: set it once, before the pool opens connections.
         let mut conn = SqliteConnection::establish(target)
