@@ -132,9 +132,9 @@ fn savepoint<T>(
     }
 }
 
-static SQLITE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Runs `f` in a write transaction. SQLite gets `BEGIN IMMEDIATE` so that a transaction
+/// Runs `f` in a write transaction. (In the server, SQLite work runs on the one
+/// group-commit thread, batch.rs, where this becomes a savepoint; so writers of one
+/// process never wait on each other in SQLite's sleeping busy handler.) SQLite gets `BEGIN IMMEDIATE` so that a transaction
 /// which reads before it writes takes the write lock up front instead of failing with
 /// SQLITE_BUSY when it upgrades; PostgreSQL uses row locks from conditional UPDATEs.
 pub fn write_tx<T>(
@@ -144,14 +144,6 @@ pub fn write_tx<T>(
     if batch::in_batch() {
         return savepoint(conn, f);
     }
-    // SQLite has one writer at a time. Writers of this process queue on a mutex: SQLite's
-    // own busy handler makes waiting writers sleep in growing steps (1, 2, 5, 10 ms ...),
-    // which under load costs far more than the writes. busy_timeout still covers other
-    // processes on the same file.
-    let _writer = match conn {
-        DbConnection::Sqlite(_) => Some(SQLITE_WRITER.lock().unwrap_or_else(|p| p.into_inner())),
-        DbConnection::Postgresql(_) => None,
-    };
     let begin = match conn {
         DbConnection::Sqlite(_) => "BEGIN IMMEDIATE",
         DbConnection::Postgresql(_) => "BEGIN",
