@@ -382,7 +382,7 @@ impl Core {
             let row: Option<(bool, i64)> = session_rows::table
                 .filter(session_rows::id.eq(&session_id))
                 .select((session_rows::revoked, session_rows::expires_at))
-                .first(conn)
+                .get_result(conn)
                 .optional()?;
             Ok(row.is_some_and(|(revoked, expires_at)| revoked || expires_at <= inner.now()))
         })

@@ -74,7 +74,7 @@ fn factor_state(conn: &mut DbConnection, user_id: &str) -> CoreResult<FactorStat
     let active: Option<bool> = totp_factors::table
         .filter(totp_factors::user_id.eq(user_id))
         .select(totp_factors::active)
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(match active {
         None => FactorState::None,
@@ -337,7 +337,7 @@ impl Core {
                 .filter(totp_factors::user_id.eq(&user.id))
                 .filter(totp_factors::active.eq(true))
                 .select(totp_factors::id)
-                .first(conn)
+                .get_result(conn)
                 .optional()?;
             write_tx(conn, |conn| match factor {
                 Some(factor_id) => {
@@ -377,7 +377,7 @@ impl Core {
                 .filter(totp_factors::user_id.eq(&user_id))
                 .filter(totp_factors::active.eq(true))
                 .select(totp_factors::id)
-                .first(conn)
+                .get_result(conn)
                 .optional()?;
             factor
                 .map(|factor_id| {
@@ -423,7 +423,7 @@ impl Core {
                     ),
                     UserRow::as_select(),
                 ))
-                .first(conn)
+                .get_result(conn)
                 .optional()?;
             let (challenge, user) = match found {
                 // A challenge is answered through the dialect that issued it.
@@ -499,7 +499,7 @@ impl Core {
                     totp_factors::secret_sealed,
                     UserRow::as_select(),
                 ))
-                .first(conn)
+                .get_result(conn)
                 .optional()?;
             let (factor_id, sealed, user) = found.ok_or(CoreError::NoSecondFactor)?;
             if user.disabled {

@@ -82,7 +82,7 @@ fn factor_of(conn: &mut DbConnection, user_id: &str) -> CoreResult<Option<Factor
         .inner_join(users::table)
         .filter(totp_factors::user_id.eq(user_id))
         .select(FactorRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 

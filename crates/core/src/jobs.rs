@@ -47,7 +47,7 @@ impl Core {
                 .filter(api_jobs::dialect.eq(&origin.dialect))
                 .filter(api_jobs::expires_at.gt(inner.now()))
                 .select(api_jobs::result_sealed)
-                .first(conn)
+                .get_result(conn)
                 .optional()?;
             found
                 .map(|sealed| {

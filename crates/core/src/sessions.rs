@@ -166,7 +166,7 @@ fn live_session(
             ),
             UserRow::as_select(),
         ))
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     match found {
         Some((s, u))

@@ -16,7 +16,7 @@ impl Core {
             Ok(settings::table
                 .find(&key)
                 .select(settings::value)
-                .first(conn)
+                .get_result(conn)
                 .optional()?)
         })
         .await

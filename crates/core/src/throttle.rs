@@ -61,7 +61,7 @@ pub(crate) fn check(conn: &mut DbConnection, key: &str, now: i64) -> CoreResult<
     let locked_until: Option<i64> = throttles::table
         .find(key)
         .select(throttles::locked_until)
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     match locked_until {
         Some(until) if until > now => Err(CoreError::Locked {
@@ -105,7 +105,7 @@ pub(crate) fn record_failure(
             throttles::lockouts,
             throttles::locked_until,
         ))
-        .first(conn)?;
+        .get_result(conn)?;
 
     let (mut failures, mut window_start, mut lockouts) =
         (row.failures, row.window_start, row.lockouts);

@@ -98,7 +98,7 @@ pub(crate) fn find_by_username(
     Ok(users::table
         .filter(users::username.eq(username))
         .select(UserRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -106,7 +106,7 @@ pub(crate) fn find_by_id(conn: &mut DbConnection, id: &str) -> CoreResult<Option
     Ok(users::table
         .find(id)
         .select(UserRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
