@@ -206,7 +206,10 @@ pub fn saasu_sms_flow(s: Server, sms: SmsGateway) {
         Some(&first),
         json!({"ProviderUserId": provider, "Otp": otp}),
     );
-    assert_eq!((status, body), (400, json!("Two-factor authentication is already enabled.")));
+    assert_eq!(
+        (status, body),
+        (400, json!("Two-factor authentication is already enabled."))
+    );
 
     // Now a plain token request needs 2FA and sends nothing.
     let texts = sms.count();
@@ -221,7 +224,11 @@ pub fn saasu_sms_flow(s: Server, sms: SmsGateway) {
     // token-2fa: the empty code texts one; a wrong one is refused; the right one grants.
     let login_code = texted_login_code(&s, &sms, "kim", "kim-pw");
     assert_eq!(sms.last().to, "+61499999999");
-    let wrong = if login_code == "0000000" { "1111111" } else { "0000000" };
+    let wrong = if login_code == "0000000" {
+        "1111111"
+    } else {
+        "0000000"
+    };
     let (status, body) = post(
         &s,
         "/authorisation/token-2fa",
@@ -280,11 +287,19 @@ pub fn saasu_sms_flow(s: Server, sms: SmsGateway) {
 
     // No other dialect lets kim in on the password alone.
     let (status, body) = crate::ucloud::login_form(&s, "kim", "kim-pw");
-    assert!(status >= 400 && body.get("accessToken").is_none(), "{status} {body}");
+    assert!(
+        status >= 400 && body.get("accessToken").is_none(),
+        "{status} {body}"
+    );
 
     // Opting out takes a fresh texted code: a token alone is not enough.
     let texts = sms.count();
-    let (status, body) = post(&s, "/User/opt-out-from-2fa?FileId=40", Some(&third), json!({}));
+    let (status, body) = post(
+        &s,
+        "/User/opt-out-from-2fa?FileId=40",
+        Some(&third),
+        json!({}),
+    );
     assert_eq!(status, 400);
     assert!(body.as_str().unwrap().contains("Send it as Otp"), "{body}");
     assert_eq!(sms.count(), texts + 1);
@@ -318,8 +333,16 @@ pub fn saasu_sms_flow(s: Server, sms: SmsGateway) {
     );
     assert_eq!(body["_links"][0]["href"], s.url("/User?FileId=40"));
     token(&s, "kim", "kim-pw");
-    let (status, body) = post(&s, "/User/opt-out-from-2fa?FileId=40", Some(&third), json!({}));
-    assert_eq!((status, body), (400, json!("Two-factor authentication is not enabled.")));
+    let (status, body) = post(
+        &s,
+        "/User/opt-out-from-2fa?FileId=40",
+        Some(&third),
+        json!({}),
+    );
+    assert_eq!(
+        (status, body),
+        (400, json!("Two-factor authentication is not enabled."))
+    );
 }
 
 pub fn saasu_xml_flow(s: Server, sms: SmsGateway) {
@@ -353,7 +376,10 @@ pub fn saasu_xml_flow(s: Server, sms: SmsGateway) {
         &format!("<OptInTo2FARequest {NS}>\n  <MobileNumber>+61 412 345 678</MobileNumber>\n</OptInTo2FARequest>"),
     );
     assert_eq!(status, 200, "{doc}");
-    assert!(doc.contains(&format!("<OptInTo2FAResult {NS}><ProviderUserId>")), "{doc}");
+    assert!(
+        doc.contains(&format!("<OptInTo2FAResult {NS}><ProviderUserId>")),
+        "{doc}"
+    );
     let provider = xml_text(&doc, "ProviderUserId").unwrap();
     let text = sms.nth(0);
     assert_eq!(text.to, "+61412345678");
@@ -377,7 +403,12 @@ pub fn saasu_xml_flow(s: Server, sms: SmsGateway) {
     };
     let (status, doc) = post_xml(&s, "/authorisation/token-2fa", None, &grant_xml(""));
     assert_eq!(status, 401, "{doc}");
-    assert!(doc.contains(&format!("<OAuthGrantRequestError {NS}><error>2fa_code_required</error>")), "{doc}");
+    assert!(
+        doc.contains(&format!(
+            "<OAuthGrantRequestError {NS}><error>2fa_code_required</error>"
+        )),
+        "{doc}"
+    );
     let code = sms.nth(1).code(7);
     let (status, doc) = post_xml(&s, "/authorisation/token-2fa", None, &grant_xml(&code));
     assert_eq!(status, 200, "{doc}");
@@ -411,12 +442,20 @@ pub fn saasu_xml_flow(s: Server, sms: SmsGateway) {
     );
     assert_eq!(status, 400, "{doc}");
     assert!(doc.contains("<Message>The request is invalid.</Message><ModelState><request.Otp>The Otp field is required.</request.Otp></ModelState>"), "{doc}");
-    let (status, doc) = post_xml(&s, "/User/opt-out-from-2fa?FileId=7", Some(&new), "<OptOutFrom2FARequest><Otp>123</Otp></OptOutFrom2FARequest>");
+    let (status, doc) = post_xml(
+        &s,
+        "/User/opt-out-from-2fa?FileId=7",
+        Some(&new),
+        "<OptOutFrom2FARequest><Otp>123</Otp></OptOutFrom2FARequest>",
+    );
     assert_eq!(status, 400, "{doc}");
     assert!(doc.contains("<string xmlns:xsd"), "{doc}");
     let (status, doc) = post_xml(&s, "/User/opt-out-from-2fa?FileId=8", Some(&new), "");
     assert_eq!(status, 401);
-    assert!(doc.contains(&format!("<Message>{DENIED}</Message>")), "{doc}");
+    assert!(
+        doc.contains(&format!("<Message>{DENIED}</Message>")),
+        "{doc}"
+    );
 }
 
 pub fn saasu_file_scoping(s: Server, sms: SmsGateway) {
@@ -439,9 +478,18 @@ pub fn saasu_file_scoping(s: Server, sms: SmsGateway) {
         &format!("/User/opt-in-to-2fa?FileId={bob_file}"),
     ] {
         let (status, body) = post(&s, path, Some(&ann), opt_in_body.clone());
-        assert_eq!((status, body), (401, json!({ "Message": DENIED })), "{path}");
+        assert_eq!(
+            (status, body),
+            (401, json!({ "Message": DENIED })),
+            "{path}"
+        );
     }
-    let (status, _) = post(&s, "/User/opt-in-to-2fa?FileId=12", None, opt_in_body.clone());
+    let (status, _) = post(
+        &s,
+        "/User/opt-in-to-2fa?FileId=12",
+        None,
+        opt_in_body.clone(),
+    );
     assert_eq!(status, 401);
     assert_eq!(sms.count(), 0);
 
@@ -473,7 +521,14 @@ pub fn saasu_file_scoping(s: Server, sms: SmsGateway) {
     // A key for a file the user does not have is not issued.
     let mut cmd = s.command();
     let out = cmd
-        .args(["user", "ws-key", "--username", "ann", "--file-id", &bob_file.to_string()])
+        .args([
+            "user",
+            "ws-key",
+            "--username",
+            "ann",
+            "--file-id",
+            &bob_file.to_string(),
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -550,7 +605,11 @@ pub fn saasu_code_rules(s: Server, sms: SmsGateway) {
     s.sql("DELETE FROM throttles");
     // Brute force: five wrong codes lock the user's codes, even the right one.
     let right = texted_login_code(&s, &sms, "cat", "cat-pw");
-    let wrong = if right == "1234567" { "7654321" } else { "1234567" };
+    let wrong = if right == "1234567" {
+        "7654321"
+    } else {
+        "1234567"
+    };
     for _ in 0..5 {
         let (status, _) = post(
             &s,
@@ -585,7 +644,10 @@ pub fn saasu_webhook_down(s: Server, sms: SmsGateway) {
         json!({"MobileNumber": "0499111222"}),
     );
     assert_eq!(status, 503, "{body}");
-    assert!(body.as_str().unwrap().contains("could not be sent"), "{body}");
+    assert!(
+        body.as_str().unwrap().contains("could not be sent"),
+        "{body}"
+    );
     // A gateway that does not answer in time fails the same way.
     sms.answer(200);
     sms.delay(std::time::Duration::from_secs(4));
@@ -611,7 +673,10 @@ pub fn saasu_webhook_down(s: Server, sms: SmsGateway) {
     }
     token(&s, "dan", "dan-pw");
     let (status, body) = post(&s, "/User/opt-out-from-2fa?FileId=9", Some(&t), json!({}));
-    assert_eq!((status, body), (400, json!("Two-factor authentication is not enabled.")));
+    assert_eq!(
+        (status, body),
+        (400, json!("Two-factor authentication is not enabled."))
+    );
     // With the gateway back, the opt-in works.
     opt_in(&s, &sms, &t, 9, "0499111222");
 }
@@ -679,14 +744,24 @@ pub fn saasu_bad_input(s: Server, _sms: SmsGateway) {
             .header("Content-Type", content_type)
             .body(body.to_string());
         let (status, text) = send(r);
-        (status, serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text)),
+        )
     };
-    let (status, body) = raw("/User/verify-2fa-opt-in?FileId=4", "application/json", "{nope");
+    let (status, body) = raw(
+        "/User/verify-2fa-opt-in?FileId=4",
+        "application/json",
+        "{nope",
+    );
     assert_eq!(status, 400);
     assert_eq!(body["Message"], "The request is invalid.");
     let (status, body) = raw("/User/verify-2fa-opt-in?FileId=4", "application/json", "");
     assert_eq!(status, 400);
-    assert_eq!(body["ModelState"]["request.Otp"][0], "The Otp field is required.");
+    assert_eq!(
+        body["ModelState"]["request.Otp"][0],
+        "The Otp field is required."
+    );
     assert_eq!(
         body["ModelState"]["request.ProviderUserId"][0],
         "The ProviderUserId field is required."
@@ -697,7 +772,10 @@ pub fn saasu_bad_input(s: Server, _sms: SmsGateway) {
         r#"{"ProviderUserId":"x","Otp":[1]}"#,
     );
     assert_eq!(status, 400, "{body}");
-    assert!(body["ModelState"]["request.ProviderUserId"].is_array(), "{body}");
+    assert!(
+        body["ModelState"]["request.ProviderUserId"].is_array(),
+        "{body}"
+    );
     for mobile in ["", "12", "abc", "0499"] {
         let (status, body) = raw(
             "/User/opt-in-to-2fa?FileId=4",
@@ -717,12 +795,26 @@ pub fn saasu_bad_input(s: Server, _sms: SmsGateway) {
         &"x".repeat(100_000),
     );
     assert_eq!(status, 413);
-    let (status, body) = send(s.http.get(s.url("/User/opt-in-to-2fa?FileId=4")).bearer_auth(&t));
+    let (status, body) = send(
+        s.http
+            .get(s.url("/User/opt-in-to-2fa?FileId=4"))
+            .bearer_auth(&t),
+    );
     assert_eq!(status, 405, "{body}");
     // OAuth errors.
-    let (status, body) = post(&s, "/authorisation/token", None, password_grant("fay", "wrong", ""));
+    let (status, body) = post(
+        &s,
+        "/authorisation/token",
+        None,
+        password_grant("fay", "wrong", ""),
+    );
     assert_eq!((status, &body["error"]), (400, &json!("invalid_grant")));
-    let (status, body) = post(&s, "/authorisation/token", None, password_grant("nobody", "x", ""));
+    let (status, body) = post(
+        &s,
+        "/authorisation/token",
+        None,
+        password_grant("nobody", "x", ""),
+    );
     assert_eq!((status, &body["error"]), (400, &json!("invalid_grant")));
     let (status, body) = post(
         &s,
@@ -730,8 +822,16 @@ pub fn saasu_bad_input(s: Server, _sms: SmsGateway) {
         None,
         json!({"grant_type": "client_credentials"}),
     );
-    assert_eq!((status, &body["error"]), (400, &json!("unsupported_grant_type")));
-    let (status, body) = post(&s, "/authorisation/token", None, json!({"grant_type": "password"}));
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("unsupported_grant_type"))
+    );
+    let (status, body) = post(
+        &s,
+        "/authorisation/token",
+        None,
+        json!({"grant_type": "password"}),
+    );
     assert_eq!((status, &body["error"]), (400, &json!("invalid_request")));
     let (status, body) = post(&s, "/authorisation/token", None, json!([1, 2]));
     assert_eq!((status, &body["error"]), (400, &json!("invalid_request")));

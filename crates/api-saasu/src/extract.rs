@@ -111,9 +111,8 @@ impl Ctx {
         let query = serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
         let mut body = Vec::new();
         while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|_| {
-                ApiError::invalid("request", "The request body could not be read.")
-            })?;
+            let chunk = chunk
+                .map_err(|_| ApiError::invalid("request", "The request body could not be read."))?;
             if body.len() + chunk.len() > settings.max_body_bytes {
                 return Err(ApiError::Message(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -241,9 +240,9 @@ fn xml_fields(body: &[u8]) -> Result<Fields, ApiError> {
         String::from_utf8_lossy(e.local_name().as_ref()).into_owned()
     };
     let is_nil = |e: &quick_xml::events::BytesStart| {
-        e.attributes().flatten().any(|a| {
-            a.key.local_name().as_ref() == b"nil" && a.value.as_ref() == b"true"
-        })
+        e.attributes()
+            .flatten()
+            .any(|a| a.key.local_name().as_ref() == b"nil" && a.value.as_ref() == b"true")
     };
     let mut saw_root = false;
     loop {

@@ -104,7 +104,11 @@ async fn dispatch(req: HttpRequest, payload: web::Payload) -> HttpResponse {
         .map(|s| normalized_prefix(&s.prefix))
         .unwrap_or_default();
     let Some(endpoint) = Endpoint::find(&prefix, req.path()) else {
-        return ApiError::Message(StatusCode::NOT_FOUND, "No HTTP resource was found that matches the request URI.".into()).render(format);
+        return ApiError::Message(
+            StatusCode::NOT_FOUND,
+            "No HTTP resource was found that matches the request URI.".into(),
+        )
+        .render(format);
     };
     if req.method() != endpoint.method() {
         return ApiError::Message(

@@ -122,7 +122,11 @@ pub struct OptInResult {
 impl XmlBody for OptInResult {
     const ROOT: &'static str = "OptInTo2FAResult";
     fn write_children(&self, out: &mut String) {
-        element(out, "ProviderUserId", Some(&self.provider_user_id.to_string()));
+        element(
+            out,
+            "ProviderUserId",
+            Some(&self.provider_user_id.to_string()),
+        );
     }
 }
 

@@ -52,10 +52,7 @@ pub(crate) fn email_factor_enabled(conn: &mut DbConnection, user_id: &str) -> Co
     Ok(n > 0)
 }
 
-pub(crate) fn second_factors(
-    conn: &mut DbConnection,
-    user_id: &str,
-) -> CoreResult<SecondFactors> {
+pub(crate) fn second_factors(conn: &mut DbConnection, user_id: &str) -> CoreResult<SecondFactors> {
     Ok(SecondFactors {
         email: email_factor_enabled(conn, user_id)?,
         totp: sessions::has_active_factor(conn, user_id)?,

@@ -53,10 +53,7 @@ impl Core {
                 let existing = files_of(conn, &user.id)?;
                 for id in file_ids.iter().filter(|id| !existing.contains(id)) {
                     diesel::insert_into(user_files::table)
-                        .values((
-                            user_files::user_id.eq(&user.id),
-                            user_files::file_id.eq(id),
-                        ))
+                        .values((user_files::user_id.eq(&user.id), user_files::file_id.eq(id)))
                         .execute(conn)?;
                 }
                 audit::record(

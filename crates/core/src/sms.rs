@@ -33,8 +33,8 @@ pub fn normalize_mobile(input: &str) -> CoreResult<String> {
     if trimmed.is_empty() || trimmed.len() > 32 {
         return Err(invalid());
     }
-    let number = phonenumber::parse(Some(phonenumber::country::Id::AU), trimmed)
-        .map_err(|_| invalid())?;
+    let number =
+        phonenumber::parse(Some(phonenumber::country::Id::AU), trimmed).map_err(|_| invalid())?;
     if !phonenumber::is_valid(&number) {
         return Err(invalid());
     }
@@ -408,7 +408,9 @@ impl Core {
         if !factors.any() {
             let session = self
                 .run(move |inner, conn| {
-                    write_tx(conn, |conn| sessions::create(inner, conn, &origin, user, false))
+                    write_tx(conn, |conn| {
+                        sessions::create(inner, conn, &origin, user, false)
+                    })
                 })
                 .await?;
             return Ok(SmsLogin::Complete(session));
@@ -437,7 +439,9 @@ impl Core {
                 .await?;
             let session = self
                 .run(move |inner, conn| {
-                    write_tx(conn, |conn| sessions::create(inner, conn, &origin, user, true))
+                    write_tx(conn, |conn| {
+                        sessions::create(inner, conn, &origin, user, true)
+                    })
                 })
                 .await?;
             return Ok(SmsLogin::Complete(session));
@@ -474,7 +478,13 @@ mod tests {
         assert_eq!(normalize_mobile("0412 345 678").unwrap(), "+61412345678");
         assert_eq!(normalize_mobile("+61 412 345 678").unwrap(), "+61412345678");
         assert_eq!(normalize_mobile("+14155552671").unwrap(), "+14155552671");
-        for bad in ["", "abc", "04", "+99912", "0412345678901234567890123456789012345"] {
+        for bad in [
+            "",
+            "abc",
+            "04",
+            "+99912",
+            "0412345678901234567890123456789012345",
+        ] {
             assert!(normalize_mobile(bad).is_err(), "{bad}");
         }
     }

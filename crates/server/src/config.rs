@@ -89,10 +89,20 @@ pub struct ConfigValues {
     pub saasu_access_token_ttl: Option<i64>,
     /// SMS gateway webhook: codes are POSTed as JSON {"to": "+61…", "message": "…"}
     /// [default: none, texts go to <data dir>/outbox/sms.jsonl]
-    #[arg(long, env = "TWOFA_SMS_WEBHOOK_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "TWOFA_SMS_WEBHOOK_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub sms_webhook_url: Option<String>,
     /// Bearer token sent to the SMS webhook [default: none]
-    #[arg(long, env = "TWOFA_SMS_WEBHOOK_TOKEN", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "TWOFA_SMS_WEBHOOK_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
     pub sms_webhook_token: Option<String>,
     /// Seconds an SMS webhook call may take before the send fails [default: 10]
     #[arg(long, env = "TWOFA_SMS_TIMEOUT", global = true)]
@@ -313,7 +323,10 @@ mod tests {
         assert_eq!(s.bind, "127.0.0.1:8080");
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         assert!(s.database_url.ends_with("twofa.sqlite3"));
-        assert_eq!(s.dialects, vec!["ucloud", "zstack", "authendpoints", "saasu"]);
+        assert_eq!(
+            s.dialects,
+            vec!["ucloud", "zstack", "authendpoints", "saasu"]
+        );
         assert_eq!(s.zstack_session_timeout, 7200);
         assert!(!s.zstack_twofa_enable);
         assert_eq!(s.smtp_url, None);
