@@ -67,7 +67,7 @@ pub(crate) fn sent_code_factor(conn: &mut DbConnection, user_id: &str) -> CoreRe
     Ok(email_factor_enabled(conn, user_id)? || crate::sms::sms_factor_active(conn, user_id)?)
 }
 
-fn live_user(conn: &mut DbConnection, user_id: &str) -> CoreResult<UserRow> {
+pub(crate) fn live_user(conn: &mut DbConnection, user_id: &str) -> CoreResult<UserRow> {
     match find_by_id(conn, user_id)? {
         Some(u) if !u.disabled => Ok(u),
         Some(_) => Err(CoreError::UserDisabled),

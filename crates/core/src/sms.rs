@@ -9,7 +9,7 @@
 
 use diesel::prelude::*;
 
-use crate::accounts::second_factors;
+use crate::accounts::{live_user, second_factors};
 use crate::audit;
 use crate::codes::{redeem, CodeFormat, CodePurpose};
 use crate::crypto::Password;
@@ -18,7 +18,6 @@ use crate::db::{write_tx, DbConnection};
 use crate::delivery::{Channel, Template};
 use crate::random::random_bytes;
 use crate::sessions::{self, Session};
-use crate::users::{find_by_id, UserRow};
 use crate::{Core, CoreError, CoreResult, Origin};
 
 /// SMS codes are 7 digits (Saasu's "7-digit security code").
@@ -82,14 +81,6 @@ fn number_taken(conn: &mut DbConnection, phone: &str, user_id: &str) -> CoreResu
         .count()
         .get_result(conn)?;
     Ok(n > 0)
-}
-
-fn live_user(conn: &mut DbConnection, user_id: &str) -> CoreResult<UserRow> {
-    match find_by_id(conn, user_id)? {
-        Some(u) if !u.disabled => Ok(u),
-        Some(_) => Err(CoreError::UserDisabled),
-        None => Err(CoreError::UserNotFound),
-    }
 }
 
 pub const NUMBER_TAKEN: &str = "the mobile number is already used for two-factor authentication";
