@@ -6,6 +6,8 @@ mod postgres;
 mod authendpoints;
 mod harness;
 mod mail;
+mod saasu;
+mod sms;
 mod ucloud;
 mod zstack;
 
@@ -48,6 +50,38 @@ on_both_backends!(
     zstack::zstack_bad_input,
     zstack::zstack_settings,
     authendpoints::ae_outbox,
+    saasu::saasu_outbox,
+);
+
+/// Scenarios with a real SMS gateway (an HTTP webhook receiver) on loopback.
+macro_rules! with_sms_on_both_backends {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        mod sqlite_sms {
+            $(#[test]
+            fn $name() {
+                let (s, sms) = super::saasu::start_with_sms(super::Backend::Sqlite, stringify!($name)).unwrap();
+                super::$module::$name(s, sms)
+            })*
+        }
+        mod postgres_sms {
+            $(#[test]
+            fn $name() {
+                if let Some((s, sms)) = super::saasu::start_with_sms(super::Backend::Postgres, stringify!($name)) {
+                    super::$module::$name(s, sms)
+                }
+            })*
+        }
+    };
+}
+
+with_sms_on_both_backends!(
+    saasu::saasu_sms_flow,
+    saasu::saasu_xml_flow,
+    saasu::saasu_file_scoping,
+    saasu::saasu_code_rules,
+    saasu::saasu_webhook_down,
+    saasu::saasu_totp_from_ucloud,
+    saasu::saasu_bad_input,
 );
 
 /// Scenarios that need a real SMTP server on loopback (started per test).

@@ -33,7 +33,7 @@ fn login_body(s: &Server, body: Value) -> (u16, Value) {
 }
 
 /// `LogInByAccount` with the tags at the top level, as the web UI sends them.
-fn login(s: &Server, name: &str, password: &str, tags: &[&str]) -> (u16, Value) {
+pub(crate) fn login(s: &Server, name: &str, password: &str, tags: &[&str]) -> (u16, Value) {
     login_body(
         s,
         json!({"logInByAccount": {"accountName": name, "password": sha512(password)}, "systemTags": tags}),

@@ -25,11 +25,13 @@ diesel::define_sql_function!(fn lower(x: diesel::sql_types::Nullable<diesel::sql
 pub struct SecondFactors {
     pub email: bool,
     pub totp: bool,
+    /// An active SMS factor (a verified mobile number).
+    pub sms: bool,
 }
 
 impl SecondFactors {
     pub fn any(self) -> bool {
-        self.email || self.totp
+        self.email || self.totp || self.sms
     }
 }
 
@@ -50,14 +52,22 @@ pub(crate) fn email_factor_enabled(conn: &mut DbConnection, user_id: &str) -> Co
     Ok(n > 0)
 }
 
-fn second_factors(conn: &mut DbConnection, user_id: &str) -> CoreResult<SecondFactors> {
+pub(crate) fn second_factors(conn: &mut DbConnection, user_id: &str) -> CoreResult<SecondFactors> {
     Ok(SecondFactors {
         email: email_factor_enabled(conn, user_id)?,
         totp: sessions::has_active_factor(conn, user_id)?,
+        sms: crate::sms::sms_factor_active(conn, user_id)?,
     })
 }
 
-fn live_user(conn: &mut DbConnection, user_id: &str) -> CoreResult<UserRow> {
+/// Whether the user has a second factor whose codes are sent (email or SMS). Logins
+/// that can carry only an authenticator code must refuse such a user, never let them
+/// in on the password alone.
+pub(crate) fn sent_code_factor(conn: &mut DbConnection, user_id: &str) -> CoreResult<bool> {
+    Ok(email_factor_enabled(conn, user_id)? || crate::sms::sms_factor_active(conn, user_id)?)
+}
+
+pub(crate) fn live_user(conn: &mut DbConnection, user_id: &str) -> CoreResult<UserRow> {
     match find_by_id(conn, user_id)? {
         Some(u) if !u.disabled => Ok(u),
         Some(_) => Err(CoreError::UserDisabled),
@@ -399,6 +409,7 @@ impl Core {
                     .execute(conn)?;
                 diesel::delete(email_factors::table.filter(email_factors::user_id.eq(&user.id)))
                     .execute(conn)?;
+                crate::files::delete_user_rows(conn, &user.id)?;
                 diesel::delete(session_rows::table.filter(session_rows::user_id.eq(&user.id)))
                     .execute(conn)?;
                 diesel::delete(challenges::table.filter(challenges::user_id.eq(&user.id)))

@@ -353,7 +353,7 @@ impl Core {
                     Ok(LoginStep::SecondFactor { user, challenge_id })
                 }
                 // A second factor this login cannot carry is still a second factor.
-                None if crate::accounts::email_factor_enabled(conn, &user.id)? => {
+                None if crate::accounts::sent_code_factor(conn, &user.id)? => {
                     Err(CoreError::NoSecondFactor)
                 }
                 None => Ok(LoginStep::Complete(sessions::create(
@@ -533,6 +533,7 @@ impl Core {
                 let user = find_by_username(conn, &username)?.ok_or(CoreError::UserNotFound)?;
                 diesel::delete(totp_factors::table.filter(totp_factors::user_id.eq(&user.id)))
                     .execute(conn)?;
+                crate::sms::delete_sms_factor(conn, &user.id)?;
                 throttle::clear(conn, &throttle::codes_key(&user.id))?;
                 audit::record(
                     inner,

@@ -1,4 +1,4 @@
-//! One-time codes sent to a user (by email now; any [`Channel`] later): random, stored
+//! One-time codes sent to a user (by email or SMS, see [`Channel`]): random, stored
 //! only as a keyed hash, bound to a purpose, short-lived, at most [`MAX_ATTEMPTS`] wrong
 //! tries each, single use, and at most [`MAX_SENDS`] sends per user per [`SEND_WINDOW`].
 //! Wrong codes also count toward the user's `throttle::CODES` lockout, which every
@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 
 use crate::audit;
 use crate::challenges::record_code_failure;
-use crate::db::schema::{one_time_codes, users};
+use crate::db::schema::{one_time_codes, sms_factors, users};
 use crate::db::{write_tx, DbConnection};
 use crate::delivery::{Channel, Template};
 use crate::random::{hex, random_bytes, random_hex};
@@ -47,6 +47,12 @@ pub enum CodePurpose {
     /// Not sent: records that a login's password step passed, so that an authenticator
     /// code may complete it (see `Core::begin_authenticator_login`).
     AuthenticatorLogin,
+    /// Proves control of the phone of a pending SMS factor (Saasu opt-in).
+    EnableSms,
+    /// The second step of a login by SMS.
+    SmsLogin,
+    /// Confirms that the holder of a session may turn its SMS factor off.
+    DisableTwoFactor,
 }
 
 impl CodePurpose {
@@ -57,15 +63,21 @@ impl CodePurpose {
             CodePurpose::ConfirmEmail => "confirm-email",
             CodePurpose::ResetPassword => "reset-password",
             CodePurpose::AuthenticatorLogin => "authenticator-login",
+            CodePurpose::EnableSms => "enable-sms",
+            CodePurpose::SmsLogin => "sms-login",
+            CodePurpose::DisableTwoFactor => "disable-2fa",
         }
     }
 
     /// Seconds a code stays valid.
     pub fn ttl(self) -> i64 {
         match self {
-            CodePurpose::EnableTwoFactor | CodePurpose::Login | CodePurpose::AuthenticatorLogin => {
-                600
-            }
+            CodePurpose::EnableTwoFactor
+            | CodePurpose::Login
+            | CodePurpose::AuthenticatorLogin
+            | CodePurpose::EnableSms
+            | CodePurpose::SmsLogin
+            | CodePurpose::DisableTwoFactor => 600,
             CodePurpose::ConfirmEmail => 24 * 3600,
             CodePurpose::ResetPassword => 3600,
         }
@@ -261,6 +273,12 @@ impl Core {
                     let user = find_by_id(conn, &user_id)?.ok_or(CoreError::UserNotFound)?;
                     let destination = match channel {
                         Channel::Email => user.email.clone(),
+                        // The number of the SMS factor, pending (opt-in) or active.
+                        Channel::Sms => sms_factors::table
+                            .find(&user.id)
+                            .select(sms_factors::phone)
+                            .first(conn)
+                            .optional()?,
                     }
                     .filter(|d| !d.trim().is_empty())
                     .ok_or_else(|| CoreError::InvalidInput("no address to send to".into()))?;

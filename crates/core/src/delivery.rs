@@ -1,7 +1,8 @@
 //! Delivery of messages that carry one-time codes. Email goes through SMTP (lettre);
 //! without SMTP configured each message is written as an .eml file to the outbox so the
-//! embedded default needs no outside service. A channel is one variant of [`Channel`]:
-//! an SMS webhook is a second transport beside the mailer.
+//! embedded default needs no outside service. SMS goes to an HTTP webhook (any SMS
+//! gateway: `POST {"to": "+61…", "message": "…"}`), or without one to a JSON-lines
+//! outbox. A channel is one variant of [`Channel`].
 
 use lettre::message::{header::ContentType, Mailbox};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -34,16 +35,42 @@ impl Default for MailConfig {
     }
 }
 
+/// How text messages leave the server.
+#[derive(Debug, Clone)]
+pub struct SmsConfig {
+    /// The gateway's webhook; `None` appends messages to `outbox_dir/sms.jsonl`.
+    pub webhook_url: Option<String>,
+    /// Sent as `Authorization: Bearer <token>` when set.
+    pub webhook_token: Option<String>,
+    /// How long a webhook call may take before the send counts as failed.
+    pub timeout: Duration,
+    pub outbox_dir: PathBuf,
+}
+
+impl Default for SmsConfig {
+    fn default() -> Self {
+        SmsConfig {
+            webhook_url: None,
+            webhook_token: None,
+            timeout: Duration::from_secs(10),
+            outbox_dir: PathBuf::from("data/outbox"),
+        }
+    }
+}
+
 /// The ways a code reaches its user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
     Email,
+    /// A text message to the user's SMS-factor number.
+    Sms,
 }
 
 impl Channel {
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Email => "email",
+            Channel::Sms => "sms",
         }
     }
 }
@@ -92,14 +119,24 @@ enum MailTransport {
     Outbox(PathBuf),
 }
 
+enum SmsTransport {
+    Webhook {
+        client: reqwest::Client,
+        url: String,
+        token: Option<String>,
+    },
+    Outbox(PathBuf),
+}
+
 /// Every transport the core delivers through.
 pub(crate) struct Delivery {
     from: Mailbox,
     mail: MailTransport,
+    sms: SmsTransport,
 }
 
 impl Delivery {
-    pub(crate) fn new(cfg: &MailConfig) -> CoreResult<Delivery> {
+    pub(crate) fn new(cfg: &MailConfig, sms: &SmsConfig) -> CoreResult<Delivery> {
         let from: Mailbox = cfg
             .from
             .parse()
@@ -113,7 +150,20 @@ impl Delivery {
             ),
             None => MailTransport::Outbox(cfg.outbox_dir.clone()),
         };
-        Ok(Delivery { from, mail })
+        let sms = match &sms.webhook_url {
+            Some(url) => SmsTransport::Webhook {
+                client: reqwest::Client::builder()
+                    .timeout(sms.timeout)
+                    .build()
+                    .map_err(|e| CoreError::InvalidInput(format!("SMS webhook client: {e}")))?,
+                url: reqwest::Url::parse(url)
+                    .map_err(|e| CoreError::InvalidInput(format!("SMS webhook URL: {e}")))?
+                    .to_string(),
+                token: sms.webhook_token.clone(),
+            },
+            None => SmsTransport::Outbox(sms.outbox_dir.clone()),
+        };
+        Ok(Delivery { from, mail, sms })
     }
 
     /// Sends one message to `to` over `channel`. The message carries a secret: it is
@@ -127,7 +177,55 @@ impl Delivery {
     ) -> CoreResult<()> {
         match channel {
             Channel::Email => self.send_mail(to, subject, body).await,
+            Channel::Sms => self.send_sms(to, body).await,
         }
+    }
+
+    /// A text message: the body only. Logged without its text (it carries the code).
+    async fn send_sms(&self, to: &str, message: &str) -> CoreResult<()> {
+        let payload = serde_json::json!({ "to": to, "message": message });
+        match &self.sms {
+            SmsTransport::Webhook { client, url, token } => {
+                let mut request = client.post(url).json(&payload);
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                let status = request.send().await.map_err(|e| {
+                    tracing::warn!(error = %e.without_url(), "SMS webhook failed");
+                    CoreError::DeliveryFailed("the SMS gateway did not answer".into())
+                })?;
+                if !status.status().is_success() {
+                    tracing::warn!(status = %status.status(), "SMS webhook refused the message");
+                    return Err(CoreError::DeliveryFailed(format!(
+                        "the SMS gateway answered {}",
+                        status.status()
+                    )));
+                }
+                tracing::info!(to, "SMS sent");
+            }
+            SmsTransport::Outbox(dir) => {
+                let dir = dir.clone();
+                let mut line = payload.to_string();
+                line.push('\n');
+                let path = tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
+                    use std::io::Write;
+                    std::fs::create_dir_all(&dir)?;
+                    let path = dir.join("sms.jsonl");
+                    let mut file = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&path)?;
+                    // One write per line, so concurrent appends do not interleave.
+                    file.write_all(line.as_bytes())?;
+                    Ok(path)
+                })
+                .await
+                .map_err(|e| CoreError::Internal(e.to_string()))?
+                .map_err(|e| CoreError::DeliveryFailed(format!("outbox: {e}")))?;
+                tracing::info!(to, path = %path.display(), "SMS written to the outbox");
+            }
+        }
+        Ok(())
     }
 
     async fn send_mail(&self, to: &str, subject: &str, body: &str) -> CoreResult<()> {

@@ -152,6 +152,13 @@ impl Core {
         self.run(move |inner, conn| {
             let row = user_row(conn, &user)?;
             let factor = factor_of(conn, &row.id)?;
+            // A second factor this login cannot carry (email or SMS codes) is still a
+            // second factor: no session on the password (or a pending factor) alone.
+            if !factor.as_ref().is_some_and(|f| f.active)
+                && crate::accounts::sent_code_factor(conn, &row.id)?
+            {
+                return Err(CoreError::NoSecondFactor);
+            }
             let needs_code = code_required || factor.as_ref().is_some_and(|f| f.active);
             let (code, factor) = match (code, factor) {
                 (None, _) if needs_code => return Ok(CodeLogin::CodeRequired { user }),

@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod db;
 pub mod delivery;
 pub mod error;
+pub mod files;
 pub mod inline_totp;
 pub mod jobs;
 pub mod jwt;
@@ -18,6 +19,7 @@ pub mod query;
 pub mod random;
 pub mod sessions;
 pub mod settings;
+pub mod sms;
 pub mod throttle;
 pub mod totp;
 pub mod users;
@@ -30,11 +32,12 @@ pub use challenges::{ChallengeOutcome, FactorState, LoginStep, TotpSetup};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codes::{CodeFormat, CodePurpose};
 pub use crypto::Password;
-pub use delivery::{Channel, MailConfig, Template};
+pub use delivery::{Channel, MailConfig, SmsConfig, Template};
 pub use error::{CoreError, CoreResult};
 pub use inline_totp::{CodeLogin, TotpFactorInfo};
 pub use random::{OsRandom, RandomSource, SeededRandom};
 pub use sessions::{AccessClaims, Session};
+pub use sms::{normalize_mobile, OptOut, SmsLogin};
 pub use users::{Actor, NewUser, User};
 
 use crypto::SecretBox;
@@ -55,6 +58,7 @@ pub struct CoreConfig {
     pub challenge_ttl: i64,
     /// How messages with codes are delivered.
     pub mail: delivery::MailConfig,
+    pub sms: delivery::SmsConfig,
 }
 
 impl CoreConfig {
@@ -71,6 +75,7 @@ impl CoreConfig {
             refresh_token_ttl: 30 * 24 * 3600,
             challenge_ttl: 600,
             mail: delivery::MailConfig::default(),
+            sms: delivery::SmsConfig::default(),
         }
     }
 }
@@ -153,7 +158,7 @@ impl Core {
                 rng,
                 secrets: SecretBox::new(&cfg.master_key),
                 jwt: sessions::JwtKeys::new(&cfg.jwt_key),
-                delivery: delivery::Delivery::new(&cfg.mail)?,
+                delivery: delivery::Delivery::new(&cfg.mail, &cfg.sms)?,
                 cfg,
             }),
         })

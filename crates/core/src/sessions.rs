@@ -257,6 +257,72 @@ impl Core {
         .await
     }
 
+    /// Refreshes a session whose access tokens carry its generation: the generation
+    /// moves on (so every earlier access token stops working) and the session comes
+    /// back with the same refresh token and the new generation.
+    pub async fn refresh_generation(
+        &self,
+        origin: Origin,
+        refresh_token: String,
+    ) -> CoreResult<(Session, i64)> {
+        self.run(move |inner, conn| {
+            write_tx(conn, |conn| {
+                let (row, user) = live_session(inner, conn, &origin.dialect, &refresh_token)?;
+                let key = hash_token(&refresh_token);
+                diesel::update(sessions::table.find(&key))
+                    .set(sessions::generation.eq(sessions::generation + 1))
+                    .execute(conn)?;
+                let generation: i64 = sessions::table
+                    .find(&key)
+                    .select(sessions::generation)
+                    .first(conn)?;
+                audit::record(
+                    inner,
+                    conn,
+                    &origin,
+                    "session.refreshed",
+                    Some((&user.id, &user.username)),
+                    None,
+                )?;
+                let mfa = has_active_factor(conn, &user.id)?;
+                Ok((
+                    Session {
+                        id: row.id,
+                        user: user.into(),
+                        mfa,
+                        refresh_token,
+                        csrf_token: None,
+                        expires_at: row.expires_at,
+                    },
+                    generation,
+                ))
+            })
+        })
+        .await
+    }
+
+    /// The current generation of a live session (not revoked or expired, its user
+    /// enabled); `None` otherwise.
+    pub async fn session_generation(&self, session_id: String) -> CoreResult<Option<i64>> {
+        self.run(move |inner, conn| {
+            let row: Option<(i64, bool, i64, bool)> = sessions::table
+                .inner_join(users::table)
+                .filter(sessions::id.eq(&session_id))
+                .select((
+                    sessions::generation,
+                    sessions::revoked,
+                    sessions::expires_at,
+                    users::disabled,
+                ))
+                .first(conn)
+                .optional()?;
+            Ok(row.and_then(|(generation, revoked, expires_at, disabled)| {
+                (!revoked && expires_at > inner.now() && !disabled).then_some(generation)
+            }))
+        })
+        .await
+    }
+
     /// Revokes the session behind a refresh token.
     pub async fn logout(&self, origin: Origin, refresh_token: String) -> CoreResult<()> {
         self.run(move |inner, conn| {

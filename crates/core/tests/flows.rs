@@ -7,8 +7,8 @@ use std::sync::Arc;
 use twofa_core::query::{Condition, Op, Page, QuerySpec, Sort, TotpField};
 use twofa_core::{
     totp, Actor, ChallengeOutcome, Channel, Clock, CodeFormat, CodeLogin, CodePurpose, Core,
-    CoreConfig, CoreError, FactorState, LoginStep, ManualClock, NewUser, Origin, Password,
-    SeededRandom, SignIn, Template, TotpFactorInfo, User,
+    CoreConfig, CoreError, FactorState, LoginStep, ManualClock, NewUser, OptOut, Origin, Password,
+    SeededRandom, SignIn, SmsLogin, Template, TotpFactorInfo, User,
 };
 
 /// 2026-01-01T00:00:10Z: ten seconds into a TOTP step.
@@ -34,6 +34,7 @@ fn env(url: Option<String>) -> Env {
     let mut cfg = CoreConfig::new(url.clone(), [7; 32], vec![9; 32]);
     cfg.pool_size = 8;
     cfg.mail.outbox_dir = dir.path().join("outbox");
+    cfg.sms.outbox_dir = dir.path().join("sms-outbox");
     let core = Core::open(cfg, clock.clone(), Arc::new(SeededRandom::new(42))).unwrap();
     Env {
         core,
@@ -113,6 +114,23 @@ impl Env {
             .to_string();
         assert_eq!(code.len(), 6);
         code
+    }
+
+    /// The 7-digit code in the newest text of the SMS outbox, and its number.
+    fn last_sms(&self) -> (String, String) {
+        let text =
+            std::fs::read_to_string(self._dir.path().join("sms-outbox").join("sms.jsonl")).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        let message = line["message"].as_str().unwrap();
+        let code: String = message.chars().filter(char::is_ascii_digit).collect();
+        assert_eq!(code.len(), 7, "{message}");
+        (line["to"].as_str().unwrap().to_string(), code)
+    }
+
+    fn sms_count(&self) -> usize {
+        std::fs::read_to_string(self._dir.path().join("sms-outbox").join("sms.jsonl"))
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
     }
 
     async fn login_challenge(&self, user: &User) -> String {
@@ -1193,6 +1211,207 @@ async fn failed_delivery_leaves_nothing(e: Env) {
         .unwrap();
 }
 
+fn text() -> Template {
+    Template::new("", "Your code is {code}.")
+}
+
+/// The SMS factor: opt-in with an expiring, purpose-bound code, one number per user,
+/// a second factor on every login path, login codes, refresh generations, opt-out
+/// only with a fresh code.
+async fn sms_factor_rules(e: Env) {
+    let sam = e.user("sam", false).await;
+    let pid = e
+        .core
+        .sms_opt_in(origin(), sam.id.clone(), "0499999999".into(), text())
+        .await
+        .unwrap();
+    let (to, expired) = e.last_sms();
+    assert_eq!(to, "+61499999999");
+    e.clock.advance(601);
+    assert!(matches!(
+        e.core
+            .sms_verify_opt_in(origin(), sam.id.clone(), pid, expired)
+            .await,
+        Err(CoreError::IncorrectCode)
+    ));
+    let pid2 = e
+        .core
+        .sms_opt_in(origin(), sam.id.clone(), "+61 499 999 999".into(), text())
+        .await
+        .unwrap();
+    assert_ne!(pid, pid2);
+    let (_, code) = e.last_sms();
+    // The earlier opt-in's id no longer names anything.
+    assert!(matches!(
+        e.core
+            .sms_verify_opt_in(origin(), sam.id.clone(), pid, code.clone())
+            .await,
+        Err(CoreError::IncorrectCode)
+    ));
+    assert!(!e.core.second_factors(sam.id.clone()).await.unwrap().any());
+    e.core
+        .sms_verify_opt_in(origin(), sam.id.clone(), pid2, code.clone())
+        .await
+        .unwrap();
+    let factors = e.core.second_factors(sam.id.clone()).await.unwrap();
+    assert!(factors.sms && factors.any());
+    let sam_row = e.core.user_by_id(sam.id.clone()).await.unwrap().unwrap();
+    assert_eq!(sam_row.phone.as_deref(), Some("+61499999999"));
+    assert!(sam_row.phone_confirmed);
+
+    // One number, one user.
+    let tia = e.user("tia", false).await;
+    assert!(matches!(
+        e.core
+            .sms_opt_in(origin(), tia.id.clone(), "0499999999".into(), text())
+            .await,
+        Err(CoreError::InvalidInput(_))
+    ));
+
+    // No login path lets sam in on the password alone.
+    let pw = || Password::Plain("sam-pw".into());
+    assert!(matches!(
+        e.core
+            .password_login(origin(), "sam".into(), pw(), None)
+            .await,
+        Err(CoreError::NoSecondFactor)
+    ));
+    assert!(matches!(
+        e.core
+            .login_with_code(origin(), "sam".into(), pw(), None, false, 600)
+            .await,
+        Err(CoreError::NoSecondFactor)
+    ));
+    assert!(matches!(
+        e.core.sign_in(origin(), "sam".into(), pw()).await.unwrap(),
+        SignIn::SecondFactorRequired { .. }
+    ));
+
+    // Login codes: texted on request, expire, single use, purpose-bound.
+    let sms_login =
+        |code: Option<String>| e.core.sms_login(origin(), "sam".into(), pw(), code, text());
+    assert!(matches!(sms_login(None).await.unwrap(), SmsLogin::CodeSent));
+    let (_, old) = e.last_sms();
+    e.clock.advance(601);
+    assert!(matches!(
+        sms_login(Some(old)).await,
+        Err(CoreError::IncorrectCode)
+    ));
+    // The enable code is not a login code.
+    assert!(matches!(
+        sms_login(Some(code)).await,
+        Err(CoreError::IncorrectCode)
+    ));
+    sms_login(None).await.unwrap();
+    let (_, login) = e.last_sms();
+    let session = match sms_login(Some(login.clone())).await.unwrap() {
+        SmsLogin::Complete(s) => s,
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(
+        sms_login(Some(login)).await,
+        Err(CoreError::IncorrectCode)
+    ));
+
+    // Refresh moves the session's generation on; the refresh token stays.
+    let generation = |id: String| e.core.session_generation(id);
+    assert_eq!(generation(session.id.clone()).await.unwrap(), Some(0));
+    let (again, g) = e
+        .core
+        .refresh_generation(origin(), session.refresh_token.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        (g, again.refresh_token.as_str()),
+        (1, session.refresh_token.as_str())
+    );
+    assert_eq!(generation(session.id.clone()).await.unwrap(), Some(1));
+    assert!(e
+        .core
+        .refresh_generation(Origin::new("other", None), session.refresh_token.clone())
+        .await
+        .is_err());
+
+    // Opting out takes a fresh opt-out code.
+    let before = e.sms_count();
+    assert_eq!(
+        e.core
+            .sms_opt_out(origin(), sam.id.clone(), None, text())
+            .await
+            .unwrap(),
+        OptOut::CodeSent
+    );
+    assert_eq!(e.sms_count(), before + 1);
+    let (_, off) = e.last_sms();
+    sms_login(None).await.unwrap();
+    let (_, login) = e.last_sms();
+    assert!(matches!(
+        e.core
+            .sms_opt_out(origin(), sam.id.clone(), Some(login), text())
+            .await,
+        Err(CoreError::IncorrectCode)
+    ));
+    assert_eq!(
+        e.core
+            .sms_opt_out(origin(), sam.id.clone(), Some(off), text())
+            .await
+            .unwrap(),
+        OptOut::Removed
+    );
+    assert!(!e.core.second_factors(sam.id.clone()).await.unwrap().any());
+    assert!(matches!(
+        e.core
+            .password_login(origin(), "sam".into(), pw(), None)
+            .await,
+        Ok(LoginStep::Complete(_))
+    ));
+    // Now the number is free for tia.
+    e.core
+        .sms_opt_in(origin(), tia.id.clone(), "0499999999".into(), text())
+        .await
+        .unwrap();
+}
+
+/// Files and web-service keys.
+async fn files_and_ws_keys(e: Env) {
+    let ann = e.user("ann", false).await;
+    let bob = e.user("bob", false).await;
+    assert_eq!(
+        e.core
+            .add_user_files(origin(), ann.id.clone(), vec![12, 40])
+            .await
+            .unwrap(),
+        vec![12, 40]
+    );
+    let fresh = e
+        .core
+        .add_user_files(origin(), bob.id.clone(), vec![])
+        .await
+        .unwrap();
+    assert_eq!(fresh.len(), 1);
+    assert!(![12, 40].contains(&fresh[0]));
+    let key = e
+        .core
+        .issue_ws_key(origin(), "ann".into(), 12)
+        .await
+        .unwrap();
+    let user = |k: String, f: i64| e.core.ws_key_user(k, f);
+    assert_eq!(user(key.clone(), 12).await.unwrap().unwrap().id, ann.id);
+    assert_eq!(
+        user(key.to_lowercase(), 12).await.unwrap().map(|u| u.id),
+        Some(ann.id.clone())
+    );
+    assert!(user(key.clone(), 40).await.unwrap().is_none());
+    assert!(user("00".into(), 12).await.unwrap().is_none());
+    assert!(e
+        .core
+        .issue_ws_key(origin(), "ann".into(), fresh[0])
+        .await
+        .is_err());
+    e.core.delete_user(origin(), ann.id.clone()).await.unwrap();
+    assert!(user(key, 12).await.unwrap().is_none());
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1232,4 +1451,6 @@ on_both_backends!(
     reissue_is_admin_only,
     settings_and_job_results,
     totp_inventory_query,
+    sms_factor_rules,
+    files_and_ws_keys,
 );

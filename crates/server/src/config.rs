@@ -77,6 +77,36 @@ pub struct ConfigValues {
     /// `body` [default: the reference's wording]
     #[arg(long, env = "TWOFA_AUTHENDPOINTS_TEMPLATES", global = true)]
     pub authendpoints_templates: Option<PathBuf>,
+    /// Path prefix of the Saasu dialect [default: none, /authorisation and /User at the root]
+    #[arg(long, env = "TWOFA_SAASU_PREFIX", global = true)]
+    pub saasu_prefix: Option<String>,
+    /// Scheme and host of Saasu's absolute `_links` hrefs, e.g. https://api.example.com
+    /// [default: from the request]
+    #[arg(long, env = "TWOFA_SAASU_PUBLIC_URL", global = true)]
+    pub saasu_public_url: Option<String>,
+    /// Lifetime of Saasu access tokens in seconds [default: 10800]
+    #[arg(long, env = "TWOFA_SAASU_ACCESS_TOKEN_TTL", global = true)]
+    pub saasu_access_token_ttl: Option<i64>,
+    /// SMS gateway webhook: codes are POSTed as JSON {"to": "+61…", "message": "…"}
+    /// [default: none, texts go to <data dir>/outbox/sms.jsonl]
+    #[arg(
+        long,
+        env = "TWOFA_SMS_WEBHOOK_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub sms_webhook_url: Option<String>,
+    /// Bearer token sent to the SMS webhook [default: none]
+    #[arg(
+        long,
+        env = "TWOFA_SMS_WEBHOOK_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub sms_webhook_token: Option<String>,
+    /// Seconds an SMS webhook call may take before the send fails [default: 10]
+    #[arg(long, env = "TWOFA_SMS_TIMEOUT", global = true)]
+    pub sms_timeout: Option<u64>,
     /// Mark cookies Secure (set when served over HTTPS) [default: false]
     #[arg(long, env = "TWOFA_SECURE_COOKIES", global = true)]
     pub secure_cookies: Option<bool>,
@@ -125,6 +155,14 @@ impl ConfigValues {
             authendpoints_templates: self
                 .authendpoints_templates
                 .or(fallback.authendpoints_templates),
+            saasu_prefix: self.saasu_prefix.or(fallback.saasu_prefix),
+            saasu_public_url: self.saasu_public_url.or(fallback.saasu_public_url),
+            saasu_access_token_ttl: self
+                .saasu_access_token_ttl
+                .or(fallback.saasu_access_token_ttl),
+            sms_webhook_url: self.sms_webhook_url.or(fallback.sms_webhook_url),
+            sms_webhook_token: self.sms_webhook_token.or(fallback.sms_webhook_token),
+            sms_timeout: self.sms_timeout.or(fallback.sms_timeout),
             secure_cookies: self.secure_cookies.or(fallback.secure_cookies),
             workers: self.workers.or(fallback.workers),
             pool_size: self.pool_size.or(fallback.pool_size),
@@ -173,6 +211,13 @@ pub struct Settings {
     pub authendpoints_email_confirmation_url: Option<String>,
     pub authendpoints_password_reset_url: Option<String>,
     pub authendpoints_templates: MailTemplates,
+    pub saasu_prefix: Option<String>,
+    pub saasu_public_url: Option<String>,
+    pub saasu_access_token_ttl: Option<i64>,
+    pub sms_webhook_url: Option<String>,
+    pub sms_webhook_token: Option<String>,
+    /// Seconds.
+    pub sms_timeout: u64,
     pub secure_cookies: bool,
     pub workers: Option<usize>,
     pub pool_size: Option<u32>,
@@ -254,6 +299,12 @@ impl Settings {
                 }
                 None => MailTemplates::default(),
             },
+            saasu_prefix: v.saasu_prefix,
+            saasu_public_url: v.saasu_public_url.filter(|u| !u.trim().is_empty()),
+            saasu_access_token_ttl: v.saasu_access_token_ttl.map(|t| t.max(1)),
+            sms_webhook_url: v.sms_webhook_url.filter(|u| !u.trim().is_empty()),
+            sms_webhook_token: v.sms_webhook_token.filter(|t| !t.trim().is_empty()),
+            sms_timeout: v.sms_timeout.unwrap_or(10).max(1),
             secure_cookies: v.secure_cookies.unwrap_or(false),
             workers: v.workers,
             pool_size: v.pool_size,
@@ -272,7 +323,10 @@ mod tests {
         assert_eq!(s.bind, "127.0.0.1:8080");
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         assert!(s.database_url.ends_with("twofa.sqlite3"));
-        assert_eq!(s.dialects, vec!["ucloud", "zstack", "authendpoints"]);
+        assert_eq!(
+            s.dialects,
+            vec!["ucloud", "zstack", "authendpoints", "saasu"]
+        );
         assert_eq!(s.zstack_session_timeout, 7200);
         assert!(!s.zstack_twofa_enable);
         assert_eq!(s.smtp_url, None);

@@ -77,6 +77,24 @@ pub const ALL: &[Dialect] = &[
             twofa_api_authendpoints::configure(core, ae)(cfg)
         },
     },
+    Dialect {
+        name: twofa_api_saasu::DIALECT,
+        doc_path: "/openapi/saasu.json",
+        openapi: twofa_api_saasu::SaasuApi::openapi,
+        mount: |cfg, core, settings| {
+            let mut saasu = twofa_api_saasu::SaasuSettings {
+                public_url: settings.saasu_public_url.clone(),
+                ..Default::default()
+            };
+            if let Some(prefix) = &settings.saasu_prefix {
+                saasu.prefix = prefix.clone();
+            }
+            if let Some(ttl) = settings.saasu_access_token_ttl {
+                saasu.access_token_ttl = ttl;
+            }
+            twofa_api_saasu::configure(core, saasu)(cfg)
+        },
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Dialect> {

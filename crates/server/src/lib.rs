@@ -53,6 +53,12 @@ pub fn open_core(settings: &Settings) -> Result<Core, ServerError> {
         from: settings.mail_from.clone(),
         outbox_dir: settings.data_dir.join("outbox").join("mail"),
     };
+    cfg.sms = twofa_core::SmsConfig {
+        webhook_url: settings.sms_webhook_url.clone(),
+        webhook_token: settings.sms_webhook_token.clone(),
+        timeout: std::time::Duration::from_secs(settings.sms_timeout),
+        outbox_dir: settings.data_dir.join("outbox"),
+    };
     Ok(Core::open(cfg, Arc::new(SystemClock), Arc::new(OsRandom))?)
 }
 

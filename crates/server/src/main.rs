@@ -61,6 +61,9 @@ enum UserCommand {
         phone: Option<String>,
         #[arg(long)]
         admin: bool,
+        /// A Saasu file the user may reach (repeatable) [default: one fresh file]
+        #[arg(long = "file-id")]
+        file_ids: Vec<i64>,
         /// Read the password from standard input (one line).
         #[arg(long, required = true)]
         password_stdin: bool,
@@ -70,6 +73,15 @@ enum UserCommand {
     Reset2fa { username: String },
     /// List users.
     List,
+    /// Issue a Saasu web-service access key for one of the user's files; it is
+    /// printed once and stored hashed.
+    #[command(name = "ws-key")]
+    WsKey {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        file_id: i64,
+    },
 }
 
 fn operator() -> Origin {
@@ -124,6 +136,7 @@ async fn run(cli: Cli) -> Result<(), ServerError> {
                     email,
                     phone,
                     admin,
+                    file_ids,
                     password_stdin: _,
                 } => {
                     let mut password = String::new();
@@ -147,7 +160,16 @@ async fn run(cli: Cli) -> Result<(), ServerError> {
                             },
                         )
                         .await?;
-                    println!("created user {} ({})", user.username, user.id);
+                    let files = core
+                        .add_user_files(operator(), user.id.clone(), file_ids)
+                        .await?;
+                    let files: Vec<String> = files.iter().map(i64::to_string).collect();
+                    println!(
+                        "created user {} ({}), files {}",
+                        user.username,
+                        user.id,
+                        files.join(",")
+                    );
                 }
                 UserCommand::Reset2fa { username } => {
                     core.reset_second_factors(operator(), Actor::Operator, username.clone())
@@ -156,7 +178,7 @@ async fn run(cli: Cli) -> Result<(), ServerError> {
                 }
                 UserCommand::List => {
                     for u in core.list_users().await? {
-                        let mfa = core.has_active_factor(u.id.clone()).await?;
+                        let mfa = core.second_factors(u.id.clone()).await?.any();
                         println!(
                             "{}\t{}\t{}{}{}",
                             u.username,
@@ -166,6 +188,10 @@ async fn run(cli: Cli) -> Result<(), ServerError> {
                             if u.disabled { " disabled" } else { "" }
                         );
                     }
+                }
+                UserCommand::WsKey { username, file_id } => {
+                    let key = core.issue_ws_key(operator(), username, file_id).await?;
+                    println!("{key}");
                 }
             }
             Ok(())

@@ -61,6 +61,7 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> BigInt,
         revoked -> Bool,
+        generation -> BigInt,
     }
 }
 
@@ -136,3 +137,35 @@ diesel::table! {
 diesel::joinable!(one_time_codes -> users (user_id));
 diesel::joinable!(email_factors -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(users, one_time_codes, email_factors);
+
+diesel::table! {
+    user_files (user_id, file_id) {
+        user_id -> Text,
+        file_id -> BigInt,
+    }
+}
+
+diesel::table! {
+    ws_keys (hash) {
+        hash -> Text,
+        user_id -> Text,
+        file_id -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sms_factors (user_id) {
+        user_id -> Text,
+        phone -> Text,
+        provider_user_id -> BigInt,
+        active -> Bool,
+        created_at -> BigInt,
+        activated_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::joinable!(user_files -> users (user_id));
+diesel::joinable!(ws_keys -> users (user_id));
+diesel::joinable!(sms_factors -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(users, user_files, ws_keys, sms_factors);
