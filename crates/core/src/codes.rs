@@ -277,7 +277,7 @@ impl Core {
                         Channel::Sms => sms_factors::table
                             .find(&user.id)
                             .select(sms_factors::phone)
-                            .first(conn)
+                            .get_result(conn)
                             .optional()?,
                     }
                     .filter(|d| !d.trim().is_empty())

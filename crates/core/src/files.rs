@@ -47,7 +47,7 @@ impl Core {
                 if file_ids.is_empty() {
                     let max: Option<i64> = user_files::table
                         .select(diesel::dsl::max(user_files::file_id))
-                        .first(conn)?;
+                        .get_result(conn)?;
                     file_ids.push(max.unwrap_or(0).max(10_000) + 1);
                 }
                 let existing = files_of(conn, &user.id)?;
@@ -123,7 +123,7 @@ impl Core {
             let owner: Option<(String, i64)> = ws_keys::table
                 .find(&hash)
                 .select((ws_keys::user_id, ws_keys::file_id))
-                .first(conn)
+                .get_result(conn)
                 .optional()?;
             let Some((user_id, key_file)) = owner else {
                 return Ok(None);

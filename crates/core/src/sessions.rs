@@ -275,7 +275,7 @@ impl Core {
                 let generation: i64 = sessions::table
                     .find(&key)
                     .select(sessions::generation)
-                    .first(conn)?;
+                    .get_result(conn)?;
                 audit::record(
                     inner,
                     conn,
@@ -314,7 +314,7 @@ impl Core {
                     sessions::expires_at,
                     users::disabled,
                 ))
-                .first(conn)
+                .get_result(conn)
                 .optional()?;
             Ok(row.and_then(|(generation, revoked, expires_at, disabled)| {
                 (!revoked && expires_at > inner.now() && !disabled).then_some(generation)

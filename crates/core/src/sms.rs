@@ -69,7 +69,7 @@ fn sms_factor(conn: &mut DbConnection, user_id: &str) -> CoreResult<Option<SmsFa
             sms_factors::provider_user_id,
             sms_factors::active,
         ))
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
