@@ -13,9 +13,9 @@ mod users;
 pub mod wire;
 
 use actix_web::web;
+use twofa_core::openapi::BearerJwt;
 use twofa_core::{Core, Template};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 
 pub use tokens::NAME_CLAIM;
 
@@ -116,23 +116,6 @@ pub fn configure(
     }
 }
 
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
-
 /// The OpenAPI document of this dialect.
 #[derive(OpenApi)]
 #[openapi(
@@ -154,6 +137,6 @@ impl Modify for BearerAuth {
         jwt::refresh,
         jwt::verify,
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerJwt)
 )]
 pub struct AuthEndpointsApi;

@@ -13,8 +13,9 @@ pub mod wire;
 
 use actix_web::http::{Method, StatusCode};
 use actix_web::{guard, web, HttpRequest, HttpResponse};
+use twofa_core::openapi::BearerJwt;
 use twofa_core::{Core, Template};
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use error::ApiError;
@@ -164,20 +165,12 @@ pub fn configure(core: Core, settings: SaasuSettings) -> impl FnOnce(&mut web::S
     }
 }
 
-struct Security;
+/// Saasu's legacy key, `?WsAccessKey=` beside `FileId`.
+struct WsAccessKey;
 
-impl Modify for Security {
+impl Modify for WsAccessKey {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
         components.add_security_scheme(
             "ws_access_key",
             SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("WsAccessKey"))),
@@ -198,7 +191,7 @@ impl Modify for Security {
         user::verify_opt_in,
         user::opt_out,
     ),
-    modifiers(&Security)
+    modifiers(&BearerJwt, &WsAccessKey)
 )]
 pub struct SaasuApi;
 

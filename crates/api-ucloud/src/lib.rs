@@ -11,9 +11,9 @@ mod twofactor;
 pub mod wire;
 
 use actix_web::web;
+use twofa_core::openapi::BearerJwt;
 use twofa_core::Core;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 
 pub const DIALECT: &str = "ucloud";
 
@@ -54,23 +54,6 @@ pub fn configure(core: Core, settings: UcloudSettings) -> impl FnOnce(&mut web::
     }
 }
 
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
-
 /// The OpenAPI document of this dialect.
 #[derive(OpenApi)]
 #[openapi(
@@ -86,6 +69,6 @@ impl Modify for BearerAuth {
         tokens::logout_web,
         admin::reset_mfa,
     ),
-    modifiers(&BearerAuth)
+    modifiers(&BearerJwt)
 )]
 pub struct UcloudApi;

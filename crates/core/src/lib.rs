@@ -15,6 +15,7 @@ pub mod files;
 pub mod inline_totp;
 pub mod jobs;
 pub mod jwt;
+pub mod openapi;
 pub mod query;
 pub mod random;
 pub mod sessions;
