@@ -1412,6 +1412,34 @@ async fn concurrent_opt_ins_of_one_number(e: Env) {
     assert_eq!(with_sms, 1);
 }
 
+/// One user's concurrent opt-ins (a double submit) each replace the pending number;
+/// none fails as if another user held it, and the newest one verifies.
+async fn concurrent_opt_ins_of_one_user(e: Env) {
+    let u = e.user("eve", false).await;
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let core = e.core.clone();
+            let id = u.id.clone();
+            tokio::spawn(async move {
+                core.sms_opt_in(origin(), id, "0499777888".into(), text())
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let pid = e
+        .core
+        .sms_opt_in(origin(), u.id.clone(), "0499777888".into(), text())
+        .await
+        .unwrap();
+    e.core
+        .sms_verify_opt_in(origin(), u.id.clone(), pid, e.last_sms().1)
+        .await
+        .unwrap();
+}
+
 /// Files and web-service keys.
 async fn files_and_ws_keys(e: Env) {
     let ann = e.user("ann", false).await;
@@ -1493,5 +1521,6 @@ on_both_backends!(
     totp_inventory_query,
     sms_factor_rules,
     concurrent_opt_ins_of_one_number,
+    concurrent_opt_ins_of_one_user,
     files_and_ws_keys,
 );
