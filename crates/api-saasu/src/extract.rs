@@ -235,6 +235,8 @@ impl<'de> serde::Deserialize<'de> for Members {
 }
 
 fn json_fields(body: &[u8]) -> Result<Fields, ApiError> {
+    // .NET writers may start UTF-8 with a byte-order mark; Web API reads past it.
+    let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
     match serde_json::from_slice::<Members>(body) {
         Ok(Members(members)) => Ok(Fields(members)),
         Err(e) if e.is_data() => Err(ApiError::invalid(
@@ -520,6 +522,13 @@ mod tests {
             assert_eq!(f.string("Otp", &mut e).as_deref(), Some(otp));
         }
         assert!(e.finish().is_ok());
+    }
+
+    #[test]
+    fn json_after_a_byte_order_mark() {
+        let f = json_fields(b"\xef\xbb\xbf{\"Otp\":\"1\"}").unwrap();
+        let mut e = Errors::default();
+        assert_eq!(f.string("Otp", &mut e).as_deref(), Some("1"));
     }
 
     #[test]
