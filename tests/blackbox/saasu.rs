@@ -600,6 +600,15 @@ pub fn saasu_code_rules(s: Server, sms: SmsGateway) {
         .unwrap();
     assert_eq!(r.status(), 429);
     assert!(r.headers().get("retry-after").is_some());
+    // Nothing failed here: the answer does not say so.
+    let body: Value = r.json().unwrap();
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Too many requests."),
+        "{body}"
+    );
     assert_eq!(sms.count(), texts);
     s.sql("UPDATE one_time_codes SET created_at = created_at - 601");
     s.sql("DELETE FROM throttles");
