@@ -600,6 +600,15 @@ pub fn saasu_code_rules(s: Server, sms: SmsGateway) {
         .unwrap();
     assert_eq!(r.status(), 429);
     assert!(r.headers().get("retry-after").is_some());
+    // Nothing failed here: the answer does not say so.
+    let body: Value = r.json().unwrap();
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Too many requests."),
+        "{body}"
+    );
     assert_eq!(sms.count(), texts);
     s.sql("UPDATE one_time_codes SET created_at = created_at - 601");
     s.sql("DELETE FROM throttles");
@@ -861,6 +870,25 @@ pub fn saasu_bad_input(s: Server, _sms: SmsGateway) {
         json!({"Grant_Type": "password", "UserName": "fay", "PASSWORD": "fay-pw"}),
     );
     assert_eq!(status, 200);
+    // Of keys that differ only in case the last one wins, as Json.NET binds them.
+    let (status, body) = send(
+        s.http
+            .post(s.url("/authorisation/token"))
+            .header("Content-Type", "application/json")
+            .body(r#"{"grant_type":"password","username":"fay","password":"wrong","Password":"fay-pw"}"#),
+    );
+    assert_eq!(status, 200, "{body}");
+    // A value that does not convert is reported once, not as missing too.
+    let (status, body) = raw(
+        "/User/opt-in-to-2fa?FileId=4",
+        "application/json",
+        r#"{"MobileNumber":{"a":1}}"#,
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["ModelState"]["request.MobileNumber"],
+        json!(["The value of MobileNumber could not be converted to System.String."])
+    );
     // Other dialects' paths are untouched; the document is served and listed.
     let (status, _) = send(s.http.get(s.url("/users/me")));
     assert_eq!(status, 401);

@@ -136,7 +136,8 @@ impl ApiError {
                 },
             ),
             ApiError::Locked { retry_after, oauth } => {
-                let text = format!("Too many failed attempts. Try again in {retry_after} seconds.");
+                // Wrong passwords or codes, or too many codes sent: one wording fits all.
+                let text = format!("Too many requests. Try again in {retry_after} seconds.");
                 let mut response = if *oauth {
                     format.reply(
                         StatusCode::TOO_MANY_REQUESTS,

@@ -207,22 +207,49 @@ impl Ctx {
     }
 }
 
+/// A JSON object's members in document order. serde_json's `Map` sorts its keys, which
+/// would let key order, not position, decide between duplicates that differ in case.
+struct Members(Vec<(String, Value)>);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
 fn json_fields(body: &[u8]) -> Result<Fields, ApiError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::invalid(
+    // .NET writers may start UTF-8 with a byte-order mark; Web API reads past it.
+    let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+    match serde_json::from_slice::<Members>(body) {
+        Ok(Members(members)) => Ok(Fields(members)),
+        Err(e) if e.is_data() => Err(ApiError::invalid(
+            "request",
+            "The request body must be a JSON object.",
+        )),
+        Err(e) => Err(ApiError::invalid(
             "request",
             format!(
                 "The request body is not valid JSON (line {}, column {}).",
                 e.line(),
                 e.column()
             ),
-        )
-    })?;
-    match value {
-        Value::Object(map) => Ok(Fields(map.into_iter().collect())),
-        _ => Err(ApiError::invalid(
-            "request",
-            "The request body must be a JSON object.",
         )),
     }
 }
@@ -387,13 +414,15 @@ impl Errors {
             .push(message.into());
     }
 
-    /// `[Required]`: present and not blank.
+    /// `[Required]`: present and not blank. A value that did not convert already has
+    /// its error; like Web API, it is not reported missing too.
     pub fn required<T>(&mut self, property: &str, value: Option<T>) -> Option<T>
     where
         T: AsRef<str>,
     {
         match value {
             Some(v) if !v.as_ref().trim().is_empty() => Some(v),
+            _ if self.has(property) => None,
             _ => {
                 self.add(property, format!("The {property} field is required."));
                 None
@@ -479,5 +508,41 @@ mod tests {
         assert_eq!(f.string("Otp", &mut e).as_deref(), Some("1"));
         assert!(e.finish().is_err());
         assert!(json_fields(b"[1]").is_err());
+    }
+
+    #[test]
+    fn the_last_duplicate_wins_whatever_its_case() {
+        let mut e = Errors::default();
+        for (body, otp) in [
+            (&br#"{"otp":"1","Otp":"2"}"#[..], "2"),
+            (br#"{"Otp":"1","otp":"2"}"#, "2"),
+            (br#"{"OTP":"1","otp":"2","Otp":"3"}"#, "3"),
+        ] {
+            let f = json_fields(body).unwrap();
+            assert_eq!(f.string("Otp", &mut e).as_deref(), Some(otp));
+        }
+        assert!(e.finish().is_ok());
+    }
+
+    #[test]
+    fn json_after_a_byte_order_mark() {
+        let f = json_fields(b"\xef\xbb\xbf{\"Otp\":\"1\"}").unwrap();
+        let mut e = Errors::default();
+        assert_eq!(f.string("Otp", &mut e).as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn a_value_that_does_not_convert_is_not_also_missing() {
+        let f = json_fields(br#"{"MobileNumber":[1]}"#).unwrap();
+        let mut e = Errors::default();
+        let mobile = f.string("MobileNumber", &mut e);
+        assert_eq!(e.required("MobileNumber", mobile), None);
+        let Err(ApiError::Invalid(state)) = e.finish() else {
+            panic!("valid")
+        };
+        assert_eq!(
+            state["request.MobileNumber"],
+            ["The value of MobileNumber could not be converted to System.String."]
+        );
     }
 }

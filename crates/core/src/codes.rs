@@ -16,12 +16,12 @@ use subtle::ConstantTimeEq;
 
 use crate::audit;
 use crate::challenges::record_code_failure;
-use crate::db::schema::{one_time_codes, sms_factors, users};
+use crate::db::schema::{one_time_codes, sms_factors};
 use crate::db::{write_tx, DbConnection};
 use crate::delivery::{Channel, Template};
 use crate::random::{hex, random_bytes, random_hex};
 use crate::throttle;
-use crate::users::{find_by_id, UserRow};
+use crate::users::{find_by_id, lock_user, UserRow};
 use crate::{Core, CoreError, CoreResult, Inner, Origin, User};
 
 /// Wrong tries after which a code is dead.
@@ -266,10 +266,8 @@ impl Core {
                 let hash = code_hash(inner, &code_id, &code);
                 let now = inner.now();
                 write_tx(conn, |conn| {
-                    // Locks the user's row on PostgreSQL so concurrent sends count in turn.
-                    diesel::update(users::table.find(&user_id))
-                        .set(users::id.eq(users::id))
-                        .execute(conn)?;
+                    // Concurrent sends count in turn.
+                    lock_user(conn, &user_id)?;
                     let user = find_by_id(conn, &user_id)?.ok_or(CoreError::UserNotFound)?;
                     let destination = match channel {
                         Channel::Email => user.email.clone(),

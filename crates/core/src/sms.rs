@@ -18,6 +18,7 @@ use crate::db::{write_tx, DbConnection};
 use crate::delivery::{Channel, Template};
 use crate::random::random_bytes;
 use crate::sessions::{self, Session};
+use crate::users::lock_user;
 use crate::{Core, CoreError, CoreResult, Origin};
 
 /// SMS codes are 7 digits (Saasu's "7-digit security code").
@@ -134,6 +135,9 @@ impl Core {
                     (i64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) & 0x7fff_ffff)).max(1)
                 };
                 write_tx(conn, |conn| {
+                    // A double submit replaces the pending number in turn, rather than
+                    // colliding on the user's one row as if another user held the number.
+                    lock_user(conn, &id)?;
                     let user = live_user(conn, &id)?;
                     if sms_factor_active(conn, &user.id)? {
                         return Err(CoreError::AlreadyBound);

@@ -102,6 +102,15 @@ pub(crate) fn find_by_username(
         .optional()?)
 }
 
+/// Locks the user's row until the transaction ends (PostgreSQL; SQLite runs one writer
+/// anyway), so that one user's concurrent changes happen in turn.
+pub(crate) fn lock_user(conn: &mut DbConnection, id: &str) -> CoreResult<()> {
+    diesel::update(users::table.find(id))
+        .set(users::id.eq(users::id))
+        .execute(conn)?;
+    Ok(())
+}
+
 pub(crate) fn find_by_id(conn: &mut DbConnection, id: &str) -> CoreResult<Option<UserRow>> {
     Ok(users::table
         .find(id)

@@ -1372,6 +1372,74 @@ async fn sms_factor_rules(e: Env) {
         .unwrap();
 }
 
+/// Two users who opted in the same number and verify it at once: exactly one gets it,
+/// the other is told the number is taken (never a storage error), and the number ends
+/// up active for one user only.
+async fn concurrent_opt_ins_of_one_number(e: Env) {
+    let mut pending = Vec::new();
+    for name in ["amy", "ben", "cal", "dee"] {
+        let u = e.user(name, false).await;
+        let pid = e
+            .core
+            .sms_opt_in(origin(), u.id.clone(), "0499555666".into(), text())
+            .await
+            .unwrap();
+        pending.push((u, pid, e.last_sms().1));
+    }
+    let tasks: Vec<_> = pending
+        .iter()
+        .map(|(u, pid, code)| {
+            let core = e.core.clone();
+            let (id, pid, code) = (u.id.clone(), *pid, code.clone());
+            tokio::spawn(async move { core.sms_verify_opt_in(origin(), id, pid, code).await })
+        })
+        .collect();
+    let mut winners = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => winners += 1,
+            Err(CoreError::InvalidInput(m)) => assert_eq!(m, twofa_core::sms::NUMBER_TAKEN),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(winners, 1);
+    let mut with_sms = 0;
+    for (u, _, _) in &pending {
+        if e.core.second_factors(u.id.clone()).await.unwrap().sms {
+            with_sms += 1;
+        }
+    }
+    assert_eq!(with_sms, 1);
+}
+
+/// One user's concurrent opt-ins (a double submit) each replace the pending number;
+/// none fails as if another user held it, and the newest one verifies.
+async fn concurrent_opt_ins_of_one_user(e: Env) {
+    let u = e.user("eve", false).await;
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let core = e.core.clone();
+            let id = u.id.clone();
+            tokio::spawn(async move {
+                core.sms_opt_in(origin(), id, "0499777888".into(), text())
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let pid = e
+        .core
+        .sms_opt_in(origin(), u.id.clone(), "0499777888".into(), text())
+        .await
+        .unwrap();
+    e.core
+        .sms_verify_opt_in(origin(), u.id.clone(), pid, e.last_sms().1)
+        .await
+        .unwrap();
+}
+
 /// Files and web-service keys.
 async fn files_and_ws_keys(e: Env) {
     let ann = e.user("ann", false).await;
@@ -1452,5 +1520,7 @@ on_both_backends!(
     settings_and_job_results,
     totp_inventory_query,
     sms_factor_rules,
+    concurrent_opt_ins_of_one_number,
+    concurrent_opt_ins_of_one_user,
     files_and_ws_keys,
 );
