@@ -107,12 +107,17 @@ fn access(grant: &Value) -> String {
 
 /// Opts `user` in with `mobile` and verifies it with the texted code.
 fn opt_in(s: &Server, sms: &SmsGateway, access: &str, file: i64, mobile: &str) {
+    opt_in_with(s, sms, access, file, json!({ "MobileNumber": mobile }));
+}
+
+/// The same with any opt-in body (e.g. with an authenticator code as `Otp`).
+fn opt_in_with(s: &Server, sms: &SmsGateway, access: &str, file: i64, request: Value) {
     let before = sms.count();
     let (status, body) = post(
         s,
         &format!("/User/opt-in-to-2fa?FileId={file}"),
         Some(access),
-        json!({ "MobileNumber": mobile }),
+        request,
     );
     assert_eq!(status, 200, "{body}");
     let otp = sms.nth(before).code(7);
@@ -740,20 +745,39 @@ pub fn saasu_totp_from_ucloud(s: Server, sms: SmsGateway) {
         password_grant("eve", "eve-pw", &code(&secret, 30)),
     );
     assert_eq!((status, &body["error"]), (401, &json!("invalid_grant")));
-    // With SMS too, opting out of SMS can be proven with the authenticator (a code
-    // of a later time step than the login's, so wait for the next step).
+    // Adding a phone takes the authenticator too: a stolen token alone adds no way
+    // around it, and nothing is texted.
     let t = access(&grant);
-    opt_in(&s, &sms, &t, 3, "0499222333");
+    let (status, body) = post(
+        &s,
+        "/User/opt-in-to-2fa?FileId=3",
+        Some(&t),
+        json!({"MobileNumber": "0499222333"}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.as_str().unwrap().contains("authenticator"), "{body}");
+    assert_eq!(sms.count(), 0);
+    // The proof is a code of a later time step than the login's: wait for the next.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     std::thread::sleep(std::time::Duration::from_secs(30 - now % 30 + 1));
+    opt_in_with(
+        &s,
+        &sms,
+        &t,
+        3,
+        json!({"MobileNumber": "0499222333", "Otp": code(&secret, 30)}),
+    );
+    // With SMS too, opting out of SMS can be proven with a texted code.
+    let (status, _) = post(&s, "/User/opt-out-from-2fa?FileId=3", Some(&t), json!({}));
+    assert_eq!(status, 400);
     let (status, body) = post(
         &s,
         "/User/opt-out-from-2fa?FileId=3",
         Some(&t),
-        json!({"Otp": code(&secret, 30)}),
+        json!({"Otp": sms.last().code(7)}),
     );
     assert_eq!(status, 200, "{body}");
 }

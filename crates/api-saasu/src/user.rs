@@ -59,6 +59,7 @@ pub async fn opt_in(ctx: &Ctx) -> Result<HttpResponse, ApiError> {
     let mut errors = Errors::default();
     let mobile = fields.string("MobileNumber", &mut errors);
     let mobile = errors.required("MobileNumber", mobile);
+    let proof = fields.string("Otp", &mut errors);
     errors.finish()?;
     let mobile = mobile.unwrap_or_default();
     if twofa_core::normalize_mobile(&mobile).is_err() {
@@ -73,6 +74,7 @@ pub async fn opt_in(ctx: &Ctx) -> Result<HttpResponse, ApiError> {
             ctx.origin(),
             who.user_id,
             mobile,
+            proof,
             ctx.settings.sms_opt_in.clone(),
         )
         .await?;

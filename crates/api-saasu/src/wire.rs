@@ -108,6 +108,11 @@ pub struct OptInRequest {
     /// Australian local form (`0499999999`) or E.164 (`+61499999999`).
     #[serde(rename = "MobileNumber")]
     pub mobile_number: String,
+    /// Not in Saasu's contract: a user who already has an authenticator app (enrolled
+    /// through another dialect) sends one of its codes here, so that a stolen token
+    /// cannot add a phone as a way around it.
+    #[serde(rename = "Otp")]
+    pub otp: Option<String>,
 }
 
 /// `OptInTo2FAResult`.

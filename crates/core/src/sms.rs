@@ -84,6 +84,12 @@ fn number_taken(conn: &mut DbConnection, phone: &str, user_id: &str) -> CoreResu
     Ok(n > 0)
 }
 
+/// Opt-in by a user with an authenticator, without one of its codes.
+pub const AUTHENTICATOR_CODE_REQUIRED: &str =
+    "This account has an authenticator app: send one of its codes as Otp to add a mobile number.";
+/// Opt-in by a user whose second factor is email.
+pub const EMAIL_FACTOR_ON: &str =
+    "This account has two-factor authentication by email: turn it off before adding a mobile number.";
 pub const NUMBER_TAKEN: &str = "the mobile number is already used for two-factor authentication";
 
 /// The outcome of [`Core::sms_login`].
@@ -117,14 +123,30 @@ impl Core {
     /// factor under a fresh provider id, and texts it a 7-digit `EnableSms` code
     /// rendered into `template`. Returns the provider id the verification must name.
     /// A failed send (or the send limit) leaves no pending opt-in behind.
+    ///
+    /// A user who already has an authenticator proves it with one of its codes
+    /// (`proof`), so a stolen access token cannot add the thief's phone as a way around
+    /// it; an email factor cannot be proven here, so its users are refused.
     pub async fn sms_opt_in(
         &self,
         origin: Origin,
         user_id: String,
         mobile: String,
+        proof: Option<String>,
         template: Template,
     ) -> CoreResult<i64> {
         let phone = normalize_mobile(&mobile)?;
+        let id = user_id.clone();
+        let factors = self.run(move |_, conn| second_factors(conn, &id)).await?;
+        if factors.totp {
+            let code = proof
+                .filter(|c| !c.trim().is_empty())
+                .ok_or_else(|| CoreError::InvalidInput(AUTHENTICATOR_CODE_REQUIRED.into()))?;
+            self.verify_totp(origin.clone(), user_id.clone(), code)
+                .await?;
+        } else if factors.email {
+            return Err(CoreError::InvalidInput(EMAIL_FACTOR_ON.into()));
+        }
         let id = user_id.clone();
         let audit_origin = origin.clone();
         let provider_user_id = self

@@ -1222,7 +1222,7 @@ async fn sms_factor_rules(e: Env) {
     let sam = e.user("sam", false).await;
     let pid = e
         .core
-        .sms_opt_in(origin(), sam.id.clone(), "0499999999".into(), text())
+        .sms_opt_in(origin(), sam.id.clone(), "0499999999".into(), None, text())
         .await
         .unwrap();
     let (to, expired) = e.last_sms();
@@ -1236,7 +1236,13 @@ async fn sms_factor_rules(e: Env) {
     ));
     let pid2 = e
         .core
-        .sms_opt_in(origin(), sam.id.clone(), "+61 499 999 999".into(), text())
+        .sms_opt_in(
+            origin(),
+            sam.id.clone(),
+            "+61 499 999 999".into(),
+            None,
+            text(),
+        )
         .await
         .unwrap();
     assert_ne!(pid, pid2);
@@ -1263,7 +1269,7 @@ async fn sms_factor_rules(e: Env) {
     let tia = e.user("tia", false).await;
     assert!(matches!(
         e.core
-            .sms_opt_in(origin(), tia.id.clone(), "0499999999".into(), text())
+            .sms_opt_in(origin(), tia.id.clone(), "0499999999".into(), None, text())
             .await,
         Err(CoreError::InvalidInput(_))
     ));
@@ -1367,7 +1373,7 @@ async fn sms_factor_rules(e: Env) {
     ));
     // Now the number is free for tia.
     e.core
-        .sms_opt_in(origin(), tia.id.clone(), "0499999999".into(), text())
+        .sms_opt_in(origin(), tia.id.clone(), "0499999999".into(), None, text())
         .await
         .unwrap();
 }
@@ -1381,7 +1387,7 @@ async fn concurrent_opt_ins_of_one_number(e: Env) {
         let u = e.user(name, false).await;
         let pid = e
             .core
-            .sms_opt_in(origin(), u.id.clone(), "0499555666".into(), text())
+            .sms_opt_in(origin(), u.id.clone(), "0499555666".into(), None, text())
             .await
             .unwrap();
         pending.push((u, pid, e.last_sms().1));
@@ -1421,7 +1427,7 @@ async fn concurrent_opt_ins_of_one_user(e: Env) {
             let core = e.core.clone();
             let id = u.id.clone();
             tokio::spawn(async move {
-                core.sms_opt_in(origin(), id, "0499777888".into(), text())
+                core.sms_opt_in(origin(), id, "0499777888".into(), None, text())
                     .await
             })
         })
@@ -1431,7 +1437,7 @@ async fn concurrent_opt_ins_of_one_user(e: Env) {
     }
     let pid = e
         .core
-        .sms_opt_in(origin(), u.id.clone(), "0499777888".into(), text())
+        .sms_opt_in(origin(), u.id.clone(), "0499777888".into(), None, text())
         .await
         .unwrap();
     e.core
@@ -1480,6 +1486,34 @@ async fn files_and_ws_keys(e: Env) {
     assert!(user(key, 12).await.unwrap().is_none());
 }
 
+/// Adding a mobile number is a new way past the second factor, so a user with an
+/// authenticator proves it first: a stolen access token alone adds nothing.
+async fn opt_in_proves_the_authenticator(e: Env) {
+    let uma = e.user("uma", false).await;
+    let secret = e.enroll(&uma).await;
+    e.clock.advance(30);
+    let opt_in = |proof: Option<String>| {
+        e.core
+            .sms_opt_in(origin(), uma.id.clone(), "0499000111".into(), proof, text())
+    };
+    assert!(matches!(
+        opt_in(None).await,
+        Err(CoreError::InvalidInput(m)) if m == twofa_core::sms::AUTHENTICATOR_CODE_REQUIRED
+    ));
+    assert!(matches!(
+        opt_in(Some(wrong(&e.code(&secret, 0)))).await,
+        Err(CoreError::IncorrectCode)
+    ));
+    assert_eq!(e.sms_count(), 0, "nothing texted without the proof");
+    let code = e.code(&secret, 0);
+    opt_in(Some(code.clone())).await.unwrap();
+    assert_eq!(e.sms_count(), 1);
+    assert!(
+        matches!(opt_in(Some(code)).await, Err(CoreError::IncorrectCode)),
+        "the proof is single use"
+    );
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1523,4 +1557,5 @@ on_both_backends!(
     concurrent_opt_ins_of_one_number,
     concurrent_opt_ins_of_one_user,
     files_and_ws_keys,
+    opt_in_proves_the_authenticator,
 );
