@@ -204,24 +204,10 @@ impl Delivery {
                 tracing::info!(to, "SMS sent");
             }
             SmsTransport::Outbox(dir) => {
-                let dir = dir.clone();
                 let mut line = payload.to_string();
                 line.push('\n');
-                let path = tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
-                    use std::io::Write;
-                    std::fs::create_dir_all(&dir)?;
-                    let path = dir.join("sms.jsonl");
-                    let mut file = std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&path)?;
-                    // One write per line, so concurrent appends do not interleave.
-                    file.write_all(line.as_bytes())?;
-                    Ok(path)
-                })
-                .await
-                .map_err(|e| CoreError::Internal(e.to_string()))?
-                .map_err(|e| CoreError::DeliveryFailed(format!("outbox: {e}")))?;
+                let path =
+                    append_to_outbox(dir.clone(), "sms.jsonl".into(), line.into_bytes()).await?;
                 tracing::info!(to, path = %path.display(), "SMS written to the outbox");
             }
         }
@@ -248,8 +234,6 @@ impl Delivery {
                 tracing::info!(to = %to.email, subject, "mail sent");
             }
             MailTransport::Outbox(dir) => {
-                let dir = dir.clone();
-                let bytes = message.formatted();
                 let name = format!(
                     "{}-{}.eml",
                     std::time::SystemTime::now()
@@ -258,20 +242,32 @@ impl Delivery {
                         .unwrap_or(0),
                     std::process::id()
                 );
-                let path = tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
-                    std::fs::create_dir_all(&dir)?;
-                    let path = dir.join(name);
-                    std::fs::write(&path, bytes)?;
-                    Ok(path)
-                })
-                .await
-                .map_err(|e| CoreError::Internal(e.to_string()))?
-                .map_err(|e| CoreError::DeliveryFailed(format!("outbox: {e}")))?;
+                let path = append_to_outbox(dir.clone(), name, message.formatted()).await?;
                 tracing::info!(to = %to.email, subject, path = %path.display(), "mail written to the outbox");
             }
         }
         Ok(())
     }
+}
+
+/// Appends `bytes` to `dir/name` (created as needed) off the async threads: the outbox
+/// of a transport that is not configured. One write per call, so concurrent appends to
+/// one file do not interleave.
+async fn append_to_outbox(dir: PathBuf, name: String, bytes: Vec<u8>) -> CoreResult<PathBuf> {
+    tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
+        use std::io::Write;
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(name);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?
+            .write_all(&bytes)?;
+        Ok(path)
+    })
+    .await
+    .map_err(|e| CoreError::Internal(e.to_string()))?
+    .map_err(|e| CoreError::DeliveryFailed(format!("outbox: {e}")))
 }
 
 #[cfg(test)]
