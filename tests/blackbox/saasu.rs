@@ -913,6 +913,17 @@ pub fn saasu_bad_input(s: Server, _sms: SmsGateway) {
         body["ModelState"]["request.MobileNumber"],
         json!(["The value of MobileNumber could not be converted to System.String."])
     );
+    // A number that is not a valid mobile fails validation of that field.
+    let (status, body) = raw(
+        "/User/opt-in-to-2fa?FileId=4",
+        "application/json",
+        r#"{"MobileNumber":"12"}"#,
+    );
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["ModelState"]["request.MobileNumber"],
+        json!(["The MobileNumber field is not a valid mobile number."])
+    );
     // Other dialects' paths are untouched; the document is served and listed.
     let (status, _) = send(s.http.get(s.url("/users/me")));
     assert_eq!(status, 401);

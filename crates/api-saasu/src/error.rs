@@ -192,6 +192,13 @@ impl From<CoreError> for ApiError {
             }
             CoreError::AlreadyBound => ApiError::business(ALREADY_ON),
             CoreError::NoSecondFactor => ApiError::business(NOT_ON),
+            // Core parses the number; a bad one is a validation failure of the field.
+            CoreError::InvalidInput(m) if m == twofa_core::sms::INVALID_MOBILE => {
+                ApiError::invalid(
+                    "request.MobileNumber",
+                    "The MobileNumber field is not a valid mobile number.",
+                )
+            }
             CoreError::InvalidInput(m) if m == twofa_core::sms::NUMBER_TAKEN => {
                 ApiError::business(NUMBER_TAKEN)
             }

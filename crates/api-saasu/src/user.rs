@@ -62,12 +62,6 @@ pub async fn opt_in(ctx: &Ctx) -> Result<HttpResponse, ApiError> {
     let proof = fields.string("Otp", &mut errors);
     errors.finish()?;
     let mobile = mobile.unwrap_or_default();
-    if twofa_core::normalize_mobile(&mobile).is_err() {
-        return Err(ApiError::invalid(
-            "request.MobileNumber",
-            "The MobileNumber field is not a valid mobile number.",
-        ));
-    }
     let provider_user_id = ctx
         .core
         .sms_opt_in(

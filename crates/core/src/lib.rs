@@ -38,7 +38,7 @@ pub use error::{CoreError, CoreResult};
 pub use inline_totp::{CodeLogin, TotpFactorInfo};
 pub use random::{OsRandom, RandomSource, SeededRandom};
 pub use sessions::{AccessClaims, Session};
-pub use sms::{normalize_mobile, OptOut, SmsLogin};
+pub use sms::{OptOut, SmsLogin};
 pub use users::{Actor, NewUser, User};
 
 use crypto::SecretBox;

@@ -9,7 +9,7 @@
 
 use diesel::prelude::*;
 
-use crate::accounts::{live_user, second_factors};
+use crate::accounts::{live_user, second_factors, SignIn};
 use crate::audit;
 use crate::codes::{redeem, CodeFormat, CodePurpose};
 use crate::crypto::Password;
@@ -28,7 +28,7 @@ pub const SMS_CODE: CodeFormat = CodeFormat::Digits(7);
 /// Australian national ones (`0499999999`); anything that is not a valid number for its
 /// region is refused.
 pub fn normalize_mobile(input: &str) -> CoreResult<String> {
-    let invalid = || CoreError::InvalidInput("the mobile number is not valid".into());
+    let invalid = || CoreError::InvalidInput(INVALID_MOBILE.into());
     let trimmed = input.trim();
     if trimmed.is_empty() || trimmed.len() > 32 {
         return Err(invalid());
@@ -90,6 +90,8 @@ pub const AUTHENTICATOR_CODE_REQUIRED: &str =
 /// Opt-in by a user whose second factor is email.
 pub const EMAIL_FACTOR_ON: &str =
     "This account has two-factor authentication by email: turn it off before adding a mobile number.";
+/// A mobile number that does not parse as a valid number.
+pub const INVALID_MOBILE: &str = "the mobile number is not valid";
 pub const NUMBER_TAKEN: &str = "the mobile number is already used for two-factor authentication";
 
 /// The outcome of [`Core::sms_login`].
@@ -418,20 +420,11 @@ impl Core {
         code: Option<String>,
         template: Template,
     ) -> CoreResult<SmsLogin> {
-        let user = self.authenticate(&origin, &username, password).await?;
-        let id = user.id.clone();
-        let factors = self.run(move |_, conn| second_factors(conn, &id)).await?;
+        let (user, factors) = match self.sign_in(origin.clone(), username, password).await? {
+            SignIn::Complete(session) => return Ok(SmsLogin::Complete(session)),
+            SignIn::SecondFactorRequired { user, factors } => (user, factors),
+        };
         let code = code.filter(|c| !c.trim().is_empty());
-        if !factors.any() {
-            let session = self
-                .run(move |inner, conn| {
-                    write_tx(conn, |conn| {
-                        sessions::create(inner, conn, &origin, user, false)
-                    })
-                })
-                .await?;
-            return Ok(SmsLogin::Complete(session));
-        }
         if !factors.sms && !factors.totp {
             return Err(CoreError::NoSecondFactor);
         }
