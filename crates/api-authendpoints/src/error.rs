@@ -200,8 +200,67 @@ impl ApiError {
     }
 }
 
-/// Core failures that every endpoint renders alike. Endpoint-specific meanings
-/// (a wrong code, wrong credentials) are mapped in the handlers before this.
+/// The endpoints whose wire gives some core outcomes a meaning of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// `POST /users`.
+    Register,
+    /// `verify_email_confirm`, `reset_password_confirm`: a token from a link.
+    LinkToken,
+    /// `POST /users/set_password`.
+    SetPassword,
+    /// `DELETE /users/delete`.
+    Delete,
+    /// `POST /users/enable_2fa_confirm`.
+    EnableConfirm,
+    /// `POST /users/two_step_verification_confirm`.
+    Confirm,
+    /// `POST /jwt/refresh`.
+    Refresh,
+}
+
+impl ApiError {
+    /// What `/jwt/refresh` answers for any refresh token it cannot use.
+    pub(crate) fn invalid_refresh() -> ApiError {
+        ApiError::Errors(
+            StatusCode::BAD_REQUEST,
+            vec!["Invalid refresh token. Token may be expired or invalid.".into()],
+        )
+    }
+
+    /// The mapping of core failures at `endpoint`: its own meanings first, then what
+    /// every endpoint answers (`From<CoreError>`).
+    pub(crate) fn at(endpoint: Endpoint) -> impl Fn(CoreError) -> ApiError {
+        move |e| match (endpoint, e) {
+            (Endpoint::Register, CoreError::InvalidUsername(why)) => ApiError::Errors(
+                StatusCode::CONFLICT,
+                vec![format!("Error code: InvalidUserName\n{why}")],
+            ),
+            (Endpoint::LinkToken, CoreError::IncorrectCode) => {
+                ApiError::List(StatusCode::CONFLICT, vec!["Invalid token.".into()])
+            }
+            (Endpoint::SetPassword, CoreError::InvalidCredentials) => ApiError::Errors(
+                StatusCode::BAD_REQUEST,
+                vec!["Invalid current password".into()],
+            ),
+            (Endpoint::Delete, CoreError::UserNotFound) => {
+                ApiError::List(StatusCode::CONFLICT, vec!["User not found.".into()])
+            }
+            (Endpoint::EnableConfirm, CoreError::IncorrectCode) => {
+                ApiError::Text(StatusCode::BAD_REQUEST, "Invalid two factor token")
+            }
+            (
+                Endpoint::Confirm,
+                CoreError::IncorrectCode | CoreError::InvalidChallenge | CoreError::NoSecondFactor,
+            ) => ApiError::Text(StatusCode::BAD_REQUEST, "Invalid token"),
+            (Endpoint::Refresh, CoreError::InvalidToken) => ApiError::invalid_refresh(),
+            (_, e) => e.into(),
+        }
+    }
+}
+
+/// Core failures that every endpoint renders alike (endpoint-specific meanings are in
+/// [`ApiError::at`]).
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         match e {
@@ -218,15 +277,23 @@ impl From<CoreError> for ApiError {
             CoreError::IncorrectCode
             | CoreError::InvalidChallenge
             | CoreError::NoSecondFactor
-            | CoreError::InvalidInput(_) => ApiError::Problem(StatusCode::BAD_REQUEST),
-            CoreError::AlreadyBound | CoreError::Forbidden => {
-                ApiError::Problem(StatusCode::UNAUTHORIZED)
-            }
+            | CoreError::InvalidUsername(_)
+            | CoreError::NoDestination
+            | CoreError::InvalidPhoneNumber
+            | CoreError::InvalidQuery(_)
+            | CoreError::InvalidFile(_) => ApiError::Problem(StatusCode::BAD_REQUEST),
+            CoreError::AlreadyBound
+            | CoreError::Forbidden
+            | CoreError::ProofRequired
+            | CoreError::OtherFactorActive => ApiError::Problem(StatusCode::UNAUTHORIZED),
             CoreError::UserExists => ApiError::Errors(
                 StatusCode::CONFLICT,
                 vec!["Username already exists.".into()],
             ),
-            CoreError::Storage(_) | CoreError::Internal(_) => {
+            CoreError::PhoneNumberTaken | CoreError::Conflict => {
+                ApiError::Problem(StatusCode::CONFLICT)
+            }
+            CoreError::InvalidConfig(_) | CoreError::Storage(_) | CoreError::Internal(_) => {
                 tracing::error!(error = %e, "authendpoints request failed");
                 ApiError::Internal
             }

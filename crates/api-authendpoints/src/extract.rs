@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use twofa_core::{Channel, CodeFormat, CodePurpose, Core, Origin, Template};
+use twofa_core::{CodeFormat, CodePurpose, Core, Origin, Template};
 
 use crate::error::ApiError;
 use crate::{tokens, AuthEndpointsSettings, DIALECT};
@@ -41,15 +41,8 @@ pub(crate) async fn email_code(
     format: CodeFormat,
     template: Template,
 ) -> Result<(), ApiError> {
-    core.send_code(
-        origin(req),
-        user_id,
-        purpose,
-        format,
-        Channel::Email,
-        template,
-    )
-    .await?;
+    core.email_code(origin(req), user_id, purpose, format, template)
+        .await?;
     Ok(())
 }
 

@@ -2,9 +2,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{get, post, HttpRequest, HttpResponse};
-use twofa_core::{CoreError, Password, SignIn};
+use twofa_core::{Password, SignIn};
 
-use crate::error::{ApiError, ErrorResponse, ProblemDetails};
+use crate::error::{ApiError, Endpoint, ErrorResponse, ProblemDetails};
 use crate::extract::{core, origin, settings, Authenticated, Json};
 use crate::tokens;
 use crate::wire::{LoginRequest, RefreshRequest, TokenPair, TwoStepRequired};
@@ -46,13 +46,6 @@ pub async fn create(
     }
 }
 
-fn invalid_refresh() -> ApiError {
-    ApiError::Errors(
-        StatusCode::BAD_REQUEST,
-        vec!["Invalid refresh token. Token may be expired or invalid.".into()],
-    )
-}
-
 /// A new token pair for a valid refresh token (signed with the refresh key, of a
 /// session that was not ended by a password change or deletion).
 #[utoipa::path(
@@ -77,21 +70,20 @@ pub async fn refresh(
         &settings,
         body.refresh_token.as_deref().unwrap_or(""),
     )
-    .ok_or_else(invalid_refresh)?;
+    .ok_or_else(ApiError::invalid_refresh)?;
     if core.user_by_id(user_id.clone()).await?.is_none() {
         return Err(ApiError::Errors(
             StatusCode::NOT_FOUND,
             vec!["User not found.".into()],
         ));
     }
-    let session = match core
+    let session = core
         .refresh_session(origin(&req), refresh_token, None)
         .await
-    {
-        Ok(s) if s.user.id == user_id => s,
-        Ok(_) | Err(CoreError::InvalidToken) => return Err(invalid_refresh()),
-        Err(e) => return Err(e.into()),
-    };
+        .map_err(ApiError::at(Endpoint::Refresh))?;
+    if session.user.id != user_id {
+        return Err(ApiError::invalid_refresh());
+    }
     Ok(HttpResponse::Ok().json(tokens::pair(&core, &settings, &session)?))
 }
 

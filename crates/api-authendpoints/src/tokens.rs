@@ -54,7 +54,7 @@ pub(crate) fn verify_access(
     token: &str,
 ) -> Option<(String, String)> {
     let claims = core
-        .verify_claims(ACCESS, token, &s.jwt_issuer, &s.jwt_audience)
+        .verify_claims(ACCESS, token, &s.jwt_issuer, Some(&s.jwt_audience))
         .ok()?;
     Some((
         claims.get("id")?.as_str()?.to_string(),
@@ -69,7 +69,7 @@ pub(crate) fn verify_refresh(
     token: &str,
 ) -> Option<(String, String)> {
     let claims = core
-        .verify_claims(REFRESH, token, &s.jwt_issuer, &s.jwt_audience)
+        .verify_claims(REFRESH, token, &s.jwt_issuer, Some(&s.jwt_audience))
         .ok()?;
     Some((
         claims.get("id")?.as_str()?.to_string(),

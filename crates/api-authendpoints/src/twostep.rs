@@ -4,9 +4,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{get, post, HttpRequest, HttpResponse};
-use twofa_core::{CodeFormat, CodePurpose, CoreError, Password};
+use twofa_core::{CodeFormat, CodePurpose, Password};
 
-use crate::error::{ApiError, ProblemDetails};
+use crate::error::{ApiError, Endpoint, ProblemDetails};
 use crate::extract::{core, email_code, origin, settings, Authenticated, Json};
 use crate::tokens;
 use crate::wire::{TokenPair, TwoStepVerificationConfirmRequest, TwoStepVerificationLoginRequest};
@@ -109,15 +109,10 @@ pub async fn enable_confirm(
             bad_request_problem()
         });
     }
-    match core
-        .enable_email_two_factor(origin(&req), user.id, body.token.unwrap_or_default())
+    core.enable_email_two_factor(origin(&req), user.id, body.token.unwrap_or_default())
         .await
-    {
-        Ok(()) => Ok(HttpResponse::Ok().finish()),
-        Err(CoreError::IncorrectCode) => Err(invalid),
-        Err(CoreError::AlreadyBound) => Err(unauthorized_problem()),
-        Err(e) => Err(e.into()),
-    }
+        .map_err(ApiError::at(Endpoint::EnableConfirm))?;
+    Ok(HttpResponse::Ok().finish())
 }
 
 /// First step of a two-step login: checks the password and, for `"Email"`, emails a
@@ -215,11 +210,6 @@ pub async fn confirm(
         core.login_with_emailed_code(origin(&req), user.id, code)
             .await
     };
-    match session {
-        Ok(session) => Ok(HttpResponse::Ok().json(tokens::pair(&core, &settings(&req), &session)?)),
-        Err(CoreError::IncorrectCode | CoreError::InvalidChallenge | CoreError::NoSecondFactor) => {
-            Err(ApiError::Text(StatusCode::BAD_REQUEST, "Invalid token"))
-        }
-        Err(e) => Err(e.into()),
-    }
+    let session = session.map_err(ApiError::at(Endpoint::Confirm))?;
+    Ok(HttpResponse::Ok().json(tokens::pair(&core, &settings(&req), &session)?))
 }

@@ -3,9 +3,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{delete, get, post, HttpRequest, HttpResponse};
-use twofa_core::{CodeFormat, CodePurpose, Core, CoreError, NewUser, Password, Template};
+use twofa_core::{CodeFormat, CodePurpose, Core, NewUser, Password, Template};
 
-use crate::error::{ApiError, ErrorResponse, ProblemDetails};
+use crate::error::{ApiError, Endpoint, ErrorResponse, ProblemDetails};
 use crate::extract::{core, email_code, origin, settings, Authenticated, Json};
 use crate::wire::{
     EmailVerificationConfirmRequest, MeResponse, RegisterRequest, ResetPasswordConfirmRequest,
@@ -38,11 +38,6 @@ async fn email_link(
         template.body.replace("{link}", &link),
     );
     email_code(req, core, user_id, purpose, CodeFormat::Token, template).await
-}
-
-/// What Identity answers for a wrong or used link token.
-fn invalid_link_token() -> ApiError {
-    ApiError::List(StatusCode::CONFLICT, vec!["Invalid token.".into()])
 }
 
 /// Registers a user (email confirmation is a separate step).
@@ -82,14 +77,10 @@ pub async fn register(
         password: Some(password),
         ..NewUser::default()
     };
-    match core.create_user(origin(&req), new).await {
-        Ok(_) => Ok(HttpResponse::Ok().finish()),
-        Err(CoreError::InvalidInput(message)) => Err(ApiError::Errors(
-            StatusCode::CONFLICT,
-            vec![format!("Error code: InvalidUserName\n{message}")],
-        )),
-        Err(e) => Err(e.into()),
-    }
+    core.create_user(origin(&req), new)
+        .await
+        .map_err(ApiError::at(Endpoint::Register))?;
+    Ok(HttpResponse::Ok().finish())
 }
 
 /// The signed-in user (never a password hash, secret or stamp). 204 if deleted.
@@ -185,14 +176,10 @@ pub async fn verify_email_confirm(
     if user.email_confirmed {
         return Err(ApiError::Problem(StatusCode::UNAUTHORIZED));
     }
-    match core
-        .confirm_email(origin(&req), user.id, body.token.unwrap_or_default())
+    core.confirm_email(origin(&req), user.id, body.token.unwrap_or_default())
         .await
-    {
-        Ok(()) => Ok(HttpResponse::NoContent().finish()),
-        Err(CoreError::IncorrectCode) => Err(invalid_link_token()),
-        Err(e) => Err(e.into()),
-    }
+        .map_err(ApiError::at(Endpoint::LinkToken))?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Changes the signed-in user's password; ends all their sessions (sign in again).
@@ -235,21 +222,15 @@ pub async fn set_password(
             "Error occured while updating password. Code: PasswordTooShort",
         ));
     }
-    match core
-        .change_password(
-            origin(&req),
-            auth.user_id,
-            Password::Plain(current),
-            Password::Plain(new),
-        )
-        .await
-    {
-        Ok(()) => Ok(HttpResponse::NoContent().finish()),
-        Err(CoreError::InvalidCredentials) => {
-            Err(errors(StatusCode::BAD_REQUEST, "Invalid current password"))
-        }
-        Err(e) => Err(e.into()),
-    }
+    core.change_password(
+        origin(&req),
+        auth.user_id,
+        Password::Plain(current),
+        Password::Plain(new),
+    )
+    .await
+    .map_err(ApiError::at(Endpoint::SetPassword))?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Emails a password reset link to a confirmed address.
@@ -319,19 +300,15 @@ pub async fn reset_password_confirm(
         let description = message.lines().last().unwrap_or_default().to_string();
         return Err(ApiError::List(StatusCode::CONFLICT, vec![description]));
     }
-    match core
-        .reset_password(
-            origin(&req),
-            user.id,
-            body.token.unwrap_or_default(),
-            Password::Plain(new),
-        )
-        .await
-    {
-        Ok(()) => Ok(HttpResponse::NoContent().finish()),
-        Err(CoreError::IncorrectCode) => Err(invalid_link_token()),
-        Err(e) => Err(e.into()),
-    }
+    core.reset_password(
+        origin(&req),
+        user.id,
+        body.token.unwrap_or_default(),
+        Password::Plain(new),
+    )
+    .await
+    .map_err(ApiError::at(Endpoint::LinkToken))?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// Deletes the signed-in user with their factors and sessions.
@@ -346,12 +323,9 @@ pub async fn reset_password_confirm(
 )]
 #[delete("/users/delete")]
 pub async fn delete_user(req: HttpRequest, auth: Authenticated) -> Result<HttpResponse, ApiError> {
-    match core(&req)?.delete_user(origin(&req), auth.user_id).await {
-        Ok(()) => Ok(HttpResponse::NoContent().finish()),
-        Err(CoreError::UserNotFound) => Err(ApiError::List(
-            StatusCode::CONFLICT,
-            vec!["User not found.".into()],
-        )),
-        Err(e) => Err(e.into()),
-    }
+    core(&req)?
+        .delete_user(origin(&req), auth.user_id)
+        .await
+        .map_err(ApiError::at(Endpoint::Delete))?;
+    Ok(HttpResponse::NoContent().finish())
 }

@@ -97,7 +97,7 @@ impl ApiError {
                 "temporarily_unavailable",
                 "The verification code could not be sent; try again later.",
             ),
-            CoreError::InvalidInput(_) => ApiError::oauth(
+            CoreError::InvalidUsername(_) | CoreError::NoDestination => ApiError::oauth(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
                 "The request is missing or has an invalid parameter.",
@@ -178,6 +178,13 @@ impl ApiError {
     }
 }
 
+/// Opt-in by a user with an authenticator, without one of its codes.
+pub const AUTHENTICATOR_CODE_REQUIRED: &str =
+    "This account has an authenticator app: send one of its codes as Otp to add a mobile number.";
+/// Opt-in by a user whose second factor is email.
+pub const EMAIL_FACTOR_ON: &str =
+    "This account has two-factor authentication by email: turn it off before adding a mobile number.";
+
 /// Core failures of the `/User/...` endpoints.
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
@@ -192,18 +199,19 @@ impl From<CoreError> for ApiError {
             }
             CoreError::AlreadyBound => ApiError::business(ALREADY_ON),
             CoreError::NoSecondFactor => ApiError::business(NOT_ON),
+            CoreError::ProofRequired => ApiError::business(AUTHENTICATOR_CODE_REQUIRED),
+            CoreError::OtherFactorActive => ApiError::business(EMAIL_FACTOR_ON),
             // Core parses the number; a bad one is a validation failure of the field.
-            CoreError::InvalidInput(m) if m == twofa_core::sms::INVALID_MOBILE => {
-                ApiError::invalid(
-                    "request.MobileNumber",
-                    "The MobileNumber field is not a valid mobile number.",
-                )
-            }
-            CoreError::InvalidInput(m) if m == twofa_core::sms::NUMBER_TAKEN => {
-                ApiError::business(NUMBER_TAKEN)
-            }
-            CoreError::InvalidInput(m) => ApiError::business(m),
-            CoreError::UserExists => ApiError::business(NUMBER_TAKEN),
+            CoreError::InvalidPhoneNumber => ApiError::invalid(
+                "request.MobileNumber",
+                "The MobileNumber field is not a valid mobile number.",
+            ),
+            CoreError::PhoneNumberTaken | CoreError::Conflict => ApiError::business(NUMBER_TAKEN),
+            e @ (CoreError::InvalidUsername(_)
+            | CoreError::NoDestination
+            | CoreError::InvalidQuery(_)
+            | CoreError::InvalidFile(_)
+            | CoreError::UserExists) => ApiError::business(e.to_string()),
             CoreError::Locked { retry_after } => ApiError::Locked {
                 retry_after,
                 oauth: false,
@@ -211,7 +219,7 @@ impl From<CoreError> for ApiError {
             CoreError::DeliveryFailed(_) => {
                 ApiError::Business(StatusCode::SERVICE_UNAVAILABLE, SMS_FAILED.into())
             }
-            CoreError::Storage(_) | CoreError::Internal(_) => {
+            CoreError::InvalidConfig(_) | CoreError::Storage(_) | CoreError::Internal(_) => {
                 tracing::error!(error = %e, "saasu request failed");
                 ApiError::Internal
             }

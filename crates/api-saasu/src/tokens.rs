@@ -59,7 +59,7 @@ pub async fn grant(ctx: &Ctx, session: &Session, generation: i64) -> Result<Toke
 pub async fn verify(ctx: &Ctx, token: &str) -> Result<Access, ApiError> {
     let claims: Map<String, Value> = ctx
         .core
-        .verify_claims(LABEL, token, ISSUER, AUDIENCE)
+        .verify_claims(LABEL, token, ISSUER, Some(AUDIENCE))
         .map_err(|_| ApiError::Unauthorized)?;
     let text = |k: &str| claims.get(k).and_then(Value::as_str).map(str::to_string);
     let (Some(user_id), Some(session_id), Some(generation)) = (

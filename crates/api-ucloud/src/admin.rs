@@ -1,9 +1,9 @@
 //! Support operations (admin only).
 
 use actix_web::{post, HttpRequest, HttpResponse};
-use twofa_core::{Actor, CoreError};
+use twofa_core::Actor;
 
-use crate::error::{ApiError, CommonErrorMessage};
+use crate::error::{ApiError, Call, CommonErrorMessage};
 use crate::extract::{core, origin, Authenticated, JsonBody};
 use crate::wire::{Empty, ResetMfaRequest};
 
@@ -28,9 +28,6 @@ pub async fn reset_mfa(
     core(&req)?
         .reset_second_factors(origin(&req), Actor::User(claims.uid), body.username)
         .await
-        .map_err(|e| match e {
-            CoreError::UserNotFound => ApiError::UnknownUsername,
-            other => other.into(),
-        })?;
+        .map_err(ApiError::at(Call::ResetMfa))?;
     Ok(HttpResponse::Ok().json(Empty {}))
 }

@@ -79,6 +79,26 @@ impl ResponseError for ApiError {
     }
 }
 
+/// The calls whose wire gives some core outcomes a meaning of their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Call {
+    /// Refresh and logout: a bad refresh token is "Invalid token".
+    Refresh,
+    /// The admin reset: an unknown user is "Username wrong".
+    ResetMfa,
+}
+
+impl ApiError {
+    /// The mapping of core failures for `call`: its own meanings, then the common one.
+    pub(crate) fn at(call: Call) -> impl Fn(CoreError) -> ApiError {
+        move |e| match (call, e) {
+            (Call::Refresh, CoreError::InvalidToken) => ApiError::InvalidToken,
+            (Call::ResetMfa, CoreError::UserNotFound) => ApiError::UnknownUsername,
+            (_, e) => e.into(),
+        }
+    }
+}
+
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         match e {
@@ -90,9 +110,21 @@ impl From<CoreError> for ApiError {
             CoreError::AlreadyBound => ApiError::AlreadyBound,
             CoreError::Locked { retry_after } => ApiError::Locked { retry_after },
             CoreError::InvalidToken | CoreError::UserNotFound => ApiError::Unauthorized,
-            CoreError::Forbidden => ApiError::Forbidden,
-            CoreError::InvalidInput(_) | CoreError::UserExists => ApiError::BadRequest,
-            CoreError::Storage(_) | CoreError::Internal(_) | CoreError::DeliveryFailed(_) => {
+            CoreError::Forbidden | CoreError::ProofRequired | CoreError::OtherFactorActive => {
+                ApiError::Forbidden
+            }
+            CoreError::UserExists
+            | CoreError::Conflict
+            | CoreError::InvalidUsername(_)
+            | CoreError::InvalidPhoneNumber
+            | CoreError::PhoneNumberTaken
+            | CoreError::NoDestination
+            | CoreError::InvalidQuery(_)
+            | CoreError::InvalidFile(_) => ApiError::BadRequest,
+            CoreError::InvalidConfig(_)
+            | CoreError::Storage(_)
+            | CoreError::Internal(_)
+            | CoreError::DeliveryFailed(_) => {
                 tracing::error!(error = %e, "ucloud request failed");
                 ApiError::Internal
             }

@@ -3,9 +3,9 @@
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{post, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
-use twofa_core::{CoreError, Session};
+use twofa_core::Session;
 
-use crate::error::{ApiError, CommonErrorMessage};
+use crate::error::{ApiError, Call, CommonErrorMessage};
 use crate::extract::{bearer, core, origin};
 use crate::wire::{AccessAndCsrfResponse, AccessTokenResponse};
 use crate::DIALECT;
@@ -27,13 +27,6 @@ pub(crate) fn access_token(req: &HttpRequest, session: &Session) -> Result<Strin
     extra.insert("twoFactorAuthentication".into(), Value::Bool(session.mfa));
     extra.insert("publicSessionReference".into(), json!(session.id));
     Ok(core(req)?.access_token(session, DIALECT, extra)?)
-}
-
-fn invalid_token(e: CoreError) -> ApiError {
-    match e {
-        CoreError::InvalidToken => ApiError::InvalidToken,
-        other => other.into(),
-    }
 }
 
 fn refresh_cookie(req: &HttpRequest) -> Option<String> {
@@ -75,7 +68,7 @@ pub async fn refresh(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = core(&req)?
         .refresh_session(origin(&req), token, None)
         .await
-        .map_err(invalid_token)?;
+        .map_err(ApiError::at(Call::Refresh))?;
     Ok(HttpResponse::Ok().json(AccessTokenResponse {
         access_token: access_token(&req, &session)?,
     }))
@@ -99,7 +92,7 @@ pub async fn refresh_web(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = core(&req)?
         .refresh_session(origin(&req), token, Some(csrf))
         .await
-        .map_err(invalid_token)?;
+        .map_err(ApiError::at(Call::Refresh))?;
     Ok(HttpResponse::Ok().json(AccessAndCsrfResponse {
         access_token: access_token(&req, &session)?,
         csrf_token: session.csrf_token.clone().unwrap_or_default(),
@@ -121,7 +114,7 @@ pub async fn logout(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     core(&req)?
         .logout(origin(&req), token)
         .await
-        .map_err(invalid_token)?;
+        .map_err(ApiError::at(Call::Refresh))?;
     Ok(HttpResponse::NoContent().cookie(cleared_cookie()).finish())
 }
 
@@ -144,9 +137,9 @@ pub async fn logout_web(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     // Checks the CSRF token before revoking.
     core.refresh_session(origin(&req), token.clone(), Some(csrf))
         .await
-        .map_err(invalid_token)?;
+        .map_err(ApiError::at(Call::Refresh))?;
     core.logout(origin(&req), token)
         .await
-        .map_err(invalid_token)?;
+        .map_err(ApiError::at(Call::Refresh))?;
     Ok(HttpResponse::NoContent().cookie(cleared_cookie()).finish())
 }

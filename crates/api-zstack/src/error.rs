@@ -137,6 +137,24 @@ impl ResponseError for ApiError {
     }
 }
 
+impl ApiError {
+    /// For calls that need a live session: any failure but the server's is `ID.1001`.
+    pub fn session(e: CoreError) -> ApiError {
+        match e {
+            e if e.is_internal() => ApiError::from(e),
+            _ => ApiError::api(Code::Id1001, "Session expired"),
+        }
+    }
+
+    /// Logout: ending a session that is already gone is not an error.
+    pub fn logout(outcome: Result<(), CoreError>) -> Result<(), ApiError> {
+        match outcome {
+            Ok(()) | Err(CoreError::InvalidToken) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         match e {
@@ -156,11 +174,19 @@ impl From<CoreError> for ApiError {
                 Code::Id1002,
                 "the operation is only allowed to the admin account",
             ),
-            CoreError::AlreadyBound => {
+            CoreError::AlreadyBound | CoreError::ProofRequired | CoreError::OtherFactorActive => {
                 ApiError::api(Code::Sys1006, "two factor authentication is already bound")
             }
-            CoreError::InvalidInput(why) => ApiError::api(Code::Sys1007, why),
+            // A value or operator a query field cannot take.
+            CoreError::InvalidQuery(why) => ApiError::api(Code::Sys1000, why),
+            CoreError::InvalidUsername(why) => ApiError::api(Code::Sys1007, why),
+            e @ (CoreError::InvalidPhoneNumber
+            | CoreError::PhoneNumberTaken
+            | CoreError::NoDestination
+            | CoreError::InvalidFile(_)) => ApiError::api(Code::Sys1007, e.to_string()),
             CoreError::UserExists
+            | CoreError::Conflict
+            | CoreError::InvalidConfig(_)
             | CoreError::DeliveryFailed(_)
             | CoreError::Storage(_)
             | CoreError::Internal(_) => {

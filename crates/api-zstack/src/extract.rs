@@ -63,10 +63,7 @@ impl OAuth {
         core(req)?
             .refresh_session(origin(req), self.0.clone(), None)
             .await
-            .map_err(|e| match e {
-                e if e.is_internal() => ApiError::from(e),
-                _ => ApiError::api(Code::Id1001, "Session expired"),
-            })
+            .map_err(ApiError::session)
     }
 }
 

@@ -4,7 +4,7 @@ use actix_web::{delete, get, put, web, HttpRequest, HttpResponse};
 use serde_json::{json, Map};
 use twofa_core::{CodeLogin, Password};
 
-use crate::error::{ApiError, Code, ErrorReply, ADDITIONAL_AUTH_FAILED};
+use crate::error::{ApiError, Code, ErrorReply};
 use crate::extract::{core, origin, settings, ActionBody};
 use crate::twofa::twofa_enabled;
 use crate::wire::{InventoryReply, LoginRequest, Procedure, ProceduresReply, SessionInventory};
@@ -70,13 +70,7 @@ pub async fn login(req: HttpRequest, body: ActionBody) -> Result<HttpResponse, A
             enabled,
             ttl,
         )
-        .await
-        .map_err(|e| match e {
-            twofa_core::CoreError::NoSecondFactor => {
-                ApiError::api(Code::Id2000, ADDITIONAL_AUTH_FAILED)
-            }
-            e => e.into(),
-        })?;
+        .await?;
     match outcome {
         CodeLogin::CodeRequired { .. } => Err(token_needed(&name)),
         CodeLogin::Complete(session) => Ok(HttpResponse::Ok().json(InventoryReply {
@@ -93,12 +87,8 @@ pub async fn login(req: HttpRequest, body: ActionBody) -> Result<HttpResponse, A
 )]
 #[delete("/accounts/sessions/{uuid}")]
 pub async fn logout(req: HttpRequest, uuid: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    match core(&req)?.logout(origin(&req), uuid.into_inner()).await {
-        Ok(()) | Err(twofa_core::CoreError::InvalidToken) => {
-            Ok(HttpResponse::Ok().json(Map::new()))
-        }
-        Err(e) => Err(e.into()),
-    }
+    ApiError::logout(core(&req)?.logout(origin(&req), uuid.into_inner()).await)?;
+    Ok(HttpResponse::Ok().json(Map::new()))
 }
 
 /// The steps a login needs (4.6.0+). Lists two-factor authentication when

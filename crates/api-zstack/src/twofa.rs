@@ -3,7 +3,7 @@
 use actix_web::{get, put, web, HttpRequest, HttpResponse};
 use serde_json::{Map, Value};
 use twofa_core::query::{Condition, Op, QuerySpec, Sort, TotpField};
-use twofa_core::{Actor, CoreError, Password, Session, TotpFactorInfo};
+use twofa_core::{Actor, Password, Session, TotpFactorInfo};
 
 use crate::error::{ApiError, Code, ErrorReply};
 use crate::extract::{
@@ -340,14 +340,11 @@ async fn run_query(
             rows: Vec::new(),
             total: (p.count || p.reply_with_count).then_some(0),
         },
-        Some(spec) => core(req)?
-            .query_totp_factors(session.user.id.clone(), spec)
-            .await
-            .map_err(|e| match e {
-                // A value or operator the field cannot take.
-                CoreError::InvalidInput(why) => ApiError::api(Code::Sys1000, why),
-                e => e.into(),
-            })?,
+        Some(spec) => {
+            core(req)?
+                .query_totp_factors(session.user.id.clone(), spec)
+                .await?
+        }
     };
     Ok(HttpResponse::Ok().json(render(&p, &page.rows, page.total)))
 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use twofa_core::{
-    totp, ChallengeOutcome, Clock, Core, CoreConfig, NewUser, Origin, OsRandom, SystemClock,
+    otp, ChallengeOutcome, Clock, Core, CoreConfig, NewUser, Origin, OsRandom, SystemClock,
 };
 use twofa_server::{ConfigValues, Settings};
 
@@ -71,8 +71,8 @@ async fn seed(core: &Core, clock: &ShiftedClock, n: usize) -> Vec<(String, Vec<u
                     .begin_totp_setup(origin.clone(), user.id.clone(), "Bench".into())
                     .await
                     .expect("setup");
-                let secret = totp::secret_from_base32(&setup.secret_base32).expect("base32");
-                let code = totp::code_at(&secret, core.now()).expect("code");
+                let secret = otp::secret_from_base32(&setup.secret_base32).expect("base32");
+                let code = otp::code_at(&secret, core.now()).expect("code");
                 let done = core
                     .answer_challenge(origin.clone(), setup.challenge_id, code)
                     .await
@@ -182,7 +182,7 @@ fn main() {
                         let Some((challenge, secret)) = challenges.get(i) else {
                             break;
                         };
-                        let code = totp::code_at(secret, SystemClock.now()).unwrap();
+                        let code = otp::code_at(secret, SystemClock.now()).unwrap();
                         let body =
                             serde_json::json!({"challengeId": challenge, "verificationCode": code});
                         let t = Instant::now();

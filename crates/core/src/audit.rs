@@ -32,18 +32,23 @@ struct NewEvent<'a> {
     detail: Option<&'a str>,
 }
 
-/// Who an event is about.
-pub(crate) type Subject<'a> = Option<(&'a str, &'a str)>;
+/// Who an event is about: pass `&User`, `&UserRow`, or `None` for no one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Subject<'a> {
+    pub(crate) id: &'a str,
+    pub(crate) name: &'a str,
+}
 
 /// Writes one event. Never given a secret: details name outcomes, not codes.
-pub(crate) fn record(
+pub(crate) fn record<'a>(
     inner: &Inner,
     conn: &mut DbConnection,
     origin: &Origin,
     event: &str,
-    subject: Subject<'_>,
+    subject: impl Into<Option<Subject<'a>>>,
     detail: Option<&str>,
 ) -> CoreResult<()> {
+    let subject = subject.into().map(|s| (s.id, s.name));
     diesel::insert_into(audit_log::table)
         .values(NewEvent {
             at: inner.now(),

@@ -1,7 +1,7 @@
 //! One-time codes sent to a user (by email or SMS, see [`Channel`]): random, stored
 //! only as a keyed hash, bound to a purpose, short-lived, at most [`MAX_ATTEMPTS`] wrong
 //! tries each, single use, and at most [`MAX_SENDS`] sends per user per [`SEND_WINDOW`].
-//! Wrong codes also count toward the user's `throttle::CODES` lockout, which every
+//! Wrong codes also count toward the user's `lockout::CODES` lockout, which every
 //! second factor shares.
 //!
 //! Sending is three steps so that a failed delivery leaves nothing usable: the code is
@@ -15,14 +15,13 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::audit;
-use crate::challenges::record_code_failure;
-use crate::db::schema::{one_time_codes, sms_factors};
+use crate::db::schema::one_time_codes;
 use crate::db::{write_tx, DbConnection};
 use crate::delivery::{Channel, Template};
+use crate::lockout::{self, Attempt};
 use crate::random::{hex, random_bytes, random_hex};
-use crate::throttle;
 use crate::users::{find_by_id, lock_user, UserRow};
-use crate::{Core, CoreError, CoreResult, Inner, Origin, User};
+use crate::{Core, CoreError, CoreResult, Inner, Origin};
 
 /// Wrong tries after which a code is dead.
 pub const MAX_ATTEMPTS: i32 = 5;
@@ -31,7 +30,7 @@ pub const MAX_SENDS: i64 = 5;
 pub const SEND_WINDOW: i64 = 600;
 
 /// The channel of codes that are never sent (login steps awaiting an app's code).
-const NOT_SENT: &str = "none";
+pub(crate) const NOT_SENT: &str = "none";
 
 /// What a code may be used for; a code of one purpose never completes another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +110,7 @@ fn generate(inner: &Inner, format: CodeFormat) -> String {
 
 /// HMAC-SHA256 of the code under a key derived from the master key, bound to the
 /// code's row, so a database dump alone does not let anyone test guesses offline.
-fn code_hash(inner: &Inner, code_id: &str, code: &str) -> String {
+pub(crate) fn code_hash(inner: &Inner, code_id: &str, code: &str) -> String {
     let mut key = Hmac::<Sha256>::new_from_slice(&inner.cfg.master_key).expect("any key length");
     key.update(b"twofa one-time code key v1");
     let derived = key.finalize().into_bytes();
@@ -178,10 +177,22 @@ pub(crate) fn has_live_code(
     Ok(live_code(inner, conn, user_id, purpose)?.is_some())
 }
 
-/// Checks `code` against the user's live code of `purpose` and, if it matches, marks
-/// it used and runs `then` in the same write transaction (so the code and the change
-/// it authorizes commit together). Refused while the user is locked out; wrong codes
-/// are counted per code and per user.
+/// Voids every unused code of the user (a factor change makes earlier codes moot).
+pub(crate) fn void_all(conn: &mut DbConnection, user_id: &str) -> CoreResult<()> {
+    diesel::update(
+        one_time_codes::table
+            .filter(one_time_codes::user_id.eq(user_id))
+            .filter(one_time_codes::used.eq(false)),
+    )
+    .set(one_time_codes::used.eq(true))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Checks `code` against the user's live code of `purpose` under the user's code
+/// lockout and, if it matches, marks it used and runs `then` in the same transaction
+/// (so the code and the change it authorizes commit together). Wrong codes are counted
+/// per code and per user.
 pub(crate) fn redeem<T>(
     inner: &Inner,
     conn: &mut DbConnection,
@@ -191,217 +202,286 @@ pub(crate) fn redeem<T>(
     code: &str,
     then: impl FnOnce(&mut DbConnection) -> CoreResult<T>,
 ) -> CoreResult<T> {
+    lockout::code_attempt(inner, conn, origin, user.subject(), |conn| {
+        let Some(live) = live_code(inner, conn, &user.id, purpose)? else {
+            return Ok(Attempt::Rejected(purpose.as_str()));
+        };
+        let matched = code_hash(inner, &live.id, code.trim())
+            .as_bytes()
+            .ct_eq(live.code_hash.as_bytes());
+        if !bool::from(matched) {
+            diesel::update(one_time_codes::table.find(&live.id))
+                .set(one_time_codes::attempts.eq(one_time_codes::attempts + 1))
+                .execute(conn)?;
+            return Ok(Attempt::Rejected(purpose.as_str()));
+        }
+        match write_tx(conn, |conn| {
+            claim(inner, conn, origin, user, (&live, purpose), then)
+        }) {
+            Ok(value) => Ok(Attempt::Accepted(value)),
+            Err(CoreError::IncorrectCode) => Ok(Attempt::Rejected("code already used")),
+            Err(e) => Err(e),
+        }
+    })
+}
+
+/// Uses up a matched code (of two concurrent redemptions exactly one updates the row)
+/// and runs what it authorizes.
+fn claim<T>(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    origin: &Origin,
+    user: &UserRow,
+    (live, purpose): (&LiveCode, CodePurpose),
+    then: impl FnOnce(&mut DbConnection) -> CoreResult<T>,
+) -> CoreResult<T> {
+    let claimed = diesel::update(
+        one_time_codes::table
+            .filter(one_time_codes::id.eq(&live.id))
+            .filter(one_time_codes::used.eq(false))
+            .filter(one_time_codes::attempts.lt(MAX_ATTEMPTS))
+            .filter(one_time_codes::expires_at.gt(inner.now())),
+    )
+    .set(one_time_codes::used.eq(true))
+    .execute(conn)?;
+    if claimed != 1 {
+        return Err(CoreError::IncorrectCode);
+    }
+    audit::record(
+        inner,
+        conn,
+        origin,
+        "code.accepted",
+        user,
+        Some(purpose.as_str()),
+    )?;
+    then(conn)
+}
+
+/// A code row as stored: only the keyed hash of the code.
+struct NewCode<'a> {
+    id: &'a str,
+    user_id: &'a str,
+    purpose: CodePurpose,
+    channel: &'a str,
+    hash: &'a str,
+    delivered: bool,
+}
+
+fn insert(inner: &Inner, conn: &mut DbConnection, code: NewCode<'_>) -> CoreResult<()> {
     let now = inner.now();
-    throttle::check(conn, &throttle::codes_key(&user.id), now)?;
-    let live = live_code(inner, conn, &user.id, purpose)?;
-    let matched = live.as_ref().is_some_and(|c| {
-        bool::from(
-            code_hash(inner, &c.id, code.trim())
-                .as_bytes()
-                .ct_eq(c.code_hash.as_bytes()),
-        )
-    });
-    let live = match live {
-        Some(live) if matched => live,
-        other => {
-            if let Some(c) = other {
-                diesel::update(one_time_codes::table.find(&c.id))
-                    .set(one_time_codes::attempts.eq(one_time_codes::attempts + 1))
-                    .execute(conn)?;
-            }
-            record_code_failure(inner, conn, origin, user, purpose.as_str())?;
-            return Err(CoreError::IncorrectCode);
-        }
-    };
-    let outcome = write_tx(conn, |conn| {
-        // Single use: of two concurrent redemptions exactly one updates the row.
-        let claimed = diesel::update(
-            one_time_codes::table
-                .filter(one_time_codes::id.eq(&live.id))
-                .filter(one_time_codes::used.eq(false))
-                .filter(one_time_codes::attempts.lt(MAX_ATTEMPTS))
-                .filter(one_time_codes::expires_at.gt(now)),
-        )
-        .set(one_time_codes::used.eq(true))
+    diesel::insert_into(one_time_codes::table)
+        .values((
+            one_time_codes::id.eq(code.id),
+            one_time_codes::user_id.eq(code.user_id),
+            one_time_codes::purpose.eq(code.purpose.as_str()),
+            one_time_codes::channel.eq(code.channel),
+            one_time_codes::code_hash.eq(code.hash),
+            one_time_codes::delivered.eq(code.delivered),
+            one_time_codes::used.eq(false),
+            one_time_codes::attempts.eq(0),
+            one_time_codes::created_at.eq(now),
+            one_time_codes::expires_at.eq(now + code.purpose.ttl()),
+        ))
         .execute(conn)?;
-        if claimed != 1 {
-            return Err(CoreError::IncorrectCode);
-        }
-        throttle::clear(conn, &throttle::codes_key(&user.id))?;
+    Ok(())
+}
+
+/// Refuses a send beyond [`MAX_SENDS`] in [`SEND_WINDOW`] with `Locked`.
+fn check_send_limit(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    origin: &Origin,
+    user: &UserRow,
+    purpose: CodePurpose,
+) -> CoreResult<()> {
+    let now = inner.now();
+    let recent: Vec<i64> = one_time_codes::table
+        .filter(one_time_codes::user_id.eq(&user.id))
+        .filter(one_time_codes::created_at.gt(now - SEND_WINDOW))
+        .filter(one_time_codes::channel.ne(NOT_SENT))
+        .select(one_time_codes::created_at)
+        .order(one_time_codes::created_at.asc())
+        .load(conn)?;
+    if recent.len() as i64 >= MAX_SENDS {
+        let retry_after = (recent[0] + SEND_WINDOW - now).max(1);
         audit::record(
             inner,
             conn,
             origin,
-            "code.accepted",
-            Some((&user.id, &user.username)),
+            "code.send_limited",
+            user,
             Some(purpose.as_str()),
         )?;
-        then(conn)
-    });
-    if let Err(CoreError::IncorrectCode) = outcome {
-        record_code_failure(inner, conn, origin, user, "code already used")?;
+        return Err(CoreError::Locked { retry_after });
     }
-    outcome
+    Ok(())
+}
+
+/// Where a channel's message goes for a user: their address on it, if any.
+pub(crate) type Destination = fn(&mut DbConnection, &UserRow) -> CoreResult<Option<String>>;
+
+/// A code to send: what for, in which shape, over which channel, to where.
+pub(crate) struct Send {
+    pub(crate) purpose: CodePurpose,
+    pub(crate) format: CodeFormat,
+    pub(crate) channel: Channel,
+    pub(crate) destination: Destination,
+    pub(crate) template: Template,
+}
+
+/// Sends the user a fresh code, rendered into the template (`{code}`). Fails with
+/// `Locked` after [`MAX_SENDS`] sends in [`SEND_WINDOW`], with `NoDestination` when the
+/// user has no address on the channel, and with `DeliveryFailed` (leaving no usable
+/// code) when the message cannot be sent. A delivered code replaces earlier ones of its
+/// purpose. Three steps, so that nothing is held while the message goes out.
+pub(crate) async fn send(
+    core: &Core,
+    origin: Origin,
+    user_id: String,
+    send: Send,
+) -> CoreResult<()> {
+    let (purpose, channel) = (send.purpose, send.channel);
+    let audit_origin = origin.clone();
+    let (user, destination, code_id, code) = core
+        .run(move |inner, conn| {
+            let code_id = random_hex(inner.rng(), 16);
+            let code = generate(inner, send.format);
+            let hash = code_hash(inner, &code_id, &code);
+            write_tx(conn, |conn| {
+                // Concurrent sends count in turn.
+                lock_user(conn, &user_id)?;
+                let user = find_by_id(conn, &user_id)?.ok_or(CoreError::UserNotFound)?;
+                let destination = (send.destination)(conn, &user)?
+                    .filter(|d| !d.trim().is_empty())
+                    .ok_or(CoreError::NoDestination)?;
+                check_send_limit(inner, conn, &origin, &user, purpose)?;
+                let (id, channel) = (code_id.as_str(), channel.as_str());
+                let row = NewCode {
+                    id,
+                    user_id: &user.id,
+                    purpose,
+                    channel,
+                    hash: &hash,
+                    delivered: false,
+                };
+                insert(inner, conn, row)?;
+                Ok((user, destination, code_id, code))
+            })
+        })
+        .await?;
+    let (subject, body) = send.template.render(&code);
+    let sent = core
+        .inner
+        .delivery
+        .send(channel, &destination, &subject, &body)
+        .await;
+    let delivered = sent.is_ok();
+    core.run(move |inner, conn| {
+        write_tx(conn, |conn| {
+            settle(
+                inner,
+                conn,
+                &audit_origin,
+                &user,
+                (&code_id, purpose, channel),
+                delivered,
+            )
+        })
+    })
+    .await?;
+    sent
+}
+
+/// After the send: a delivered code becomes usable and supersedes older ones of its
+/// purpose; an undelivered one is deleted.
+fn settle(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    origin: &Origin,
+    user: &UserRow,
+    (code_id, purpose, channel): (&str, CodePurpose, Channel),
+    delivered: bool,
+) -> CoreResult<()> {
+    let detail = format!("{} by {}", purpose.as_str(), channel.as_str());
+    if !delivered {
+        diesel::delete(one_time_codes::table.find(code_id)).execute(conn)?;
+        return audit::record(
+            inner,
+            conn,
+            origin,
+            "code.delivery_failed",
+            user,
+            Some(&detail),
+        );
+    }
+    diesel::update(
+        one_time_codes::table
+            .filter(one_time_codes::user_id.eq(&user.id))
+            .filter(one_time_codes::purpose.eq(purpose.as_str()))
+            .filter(one_time_codes::used.eq(false))
+            .filter(one_time_codes::id.ne(code_id)),
+    )
+    .set(one_time_codes::used.eq(true))
+    .execute(conn)?;
+    diesel::update(one_time_codes::table.find(code_id))
+        .set(one_time_codes::delivered.eq(true))
+        .execute(conn)?;
+    audit::record(inner, conn, origin, "code.sent", user, Some(&detail))
+}
+
+/// A pending login step that no code was sent for (one awaiting an authenticator
+/// app's code): a row that can only be claimed, never redeemed, for
+/// [`CodePurpose::ttl`].
+pub(crate) fn insert_unsent(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    user: &UserRow,
+    purpose: CodePurpose,
+) -> CoreResult<()> {
+    let id = random_hex(inner.rng(), 16);
+    // An unguessable value nobody is told.
+    let hash = code_hash(inner, &id, &random_hex(inner.rng(), 32));
+    let row = NewCode {
+        id: &id,
+        user_id: &user.id,
+        purpose,
+        channel: NOT_SENT,
+        hash: &hash,
+        delivered: true,
+    };
+    insert(inner, conn, row)
+}
+
+fn email_of(_: &mut DbConnection, user: &UserRow) -> CoreResult<Option<String>> {
+    Ok(user.email.clone())
 }
 
 impl Core {
-    /// Sends the user a fresh code of `purpose` through `channel`, rendered into
-    /// `template` (`{code}`). Fails with `Locked` after [`MAX_SENDS`] sends in
-    /// [`SEND_WINDOW`], and with `DeliveryFailed` (leaving no usable code) when the
-    /// message cannot be sent. A delivered code replaces earlier ones of its purpose.
-    pub async fn send_code(
+    /// Emails the user a fresh code of `purpose`, rendered into `template` (`{code}`);
+    /// see [`send`] for the limits and failures.
+    pub async fn email_code(
         &self,
         origin: Origin,
         user_id: String,
         purpose: CodePurpose,
         format: CodeFormat,
-        channel: Channel,
         template: Template,
     ) -> CoreResult<()> {
-        let audit_origin = origin.clone();
-        let (user, destination, code_id, code) = self
-            .run(move |inner, conn| {
-                let code_id = random_hex(inner.rng(), 16);
-                let code = generate(inner, format);
-                let hash = code_hash(inner, &code_id, &code);
-                let now = inner.now();
-                write_tx(conn, |conn| {
-                    // Concurrent sends count in turn.
-                    lock_user(conn, &user_id)?;
-                    let user = find_by_id(conn, &user_id)?.ok_or(CoreError::UserNotFound)?;
-                    let destination = match channel {
-                        Channel::Email => user.email.clone(),
-                        // The number of the SMS factor, pending (opt-in) or active.
-                        Channel::Sms => sms_factors::table
-                            .find(&user.id)
-                            .select(sms_factors::phone)
-                            .get_result(conn)
-                            .optional()?,
-                    }
-                    .filter(|d| !d.trim().is_empty())
-                    .ok_or_else(|| CoreError::InvalidInput("no address to send to".into()))?;
-                    let recent: Vec<i64> = one_time_codes::table
-                        .filter(one_time_codes::user_id.eq(&user.id))
-                        .filter(one_time_codes::created_at.gt(now - SEND_WINDOW))
-                        .filter(one_time_codes::channel.ne(NOT_SENT))
-                        .select(one_time_codes::created_at)
-                        .order(one_time_codes::created_at.asc())
-                        .load(conn)?;
-                    if recent.len() as i64 >= MAX_SENDS {
-                        let retry_after = (recent[0] + SEND_WINDOW - now).max(1);
-                        audit::record(
-                            inner,
-                            conn,
-                            &origin,
-                            "code.send_limited",
-                            Some((&user.id, &user.username)),
-                            Some(purpose.as_str()),
-                        )?;
-                        return Err(CoreError::Locked { retry_after });
-                    }
-                    diesel::insert_into(one_time_codes::table)
-                        .values((
-                            one_time_codes::id.eq(&code_id),
-                            one_time_codes::user_id.eq(&user.id),
-                            one_time_codes::purpose.eq(purpose.as_str()),
-                            one_time_codes::channel.eq(channel.as_str()),
-                            one_time_codes::code_hash.eq(&hash),
-                            one_time_codes::delivered.eq(false),
-                            one_time_codes::used.eq(false),
-                            one_time_codes::attempts.eq(0),
-                            one_time_codes::created_at.eq(now),
-                            one_time_codes::expires_at.eq(now + purpose.ttl()),
-                        ))
-                        .execute(conn)?;
-                    Ok((User::from(user), destination, code_id, code))
-                })
-            })
-            .await?;
-        let (subject, body) = template.render(&code);
-        let sent = self
-            .inner
-            .delivery
-            .send(channel, &destination, &subject, &body)
-            .await;
-        let delivered = sent.is_ok();
-        self.run(move |inner, conn| {
-            let origin = audit_origin;
-            write_tx(conn, |conn| {
-                let subject = Some((user.id.as_str(), user.username.as_str()));
-                let detail = format!("{} by {}", purpose.as_str(), channel.as_str());
-                match delivered {
-                    true => {
-                        diesel::update(
-                            one_time_codes::table
-                                .filter(one_time_codes::user_id.eq(&user.id))
-                                .filter(one_time_codes::purpose.eq(purpose.as_str()))
-                                .filter(one_time_codes::used.eq(false))
-                                .filter(one_time_codes::id.ne(&code_id)),
-                        )
-                        .set(one_time_codes::used.eq(true))
-                        .execute(conn)?;
-                        diesel::update(one_time_codes::table.find(&code_id))
-                            .set(one_time_codes::delivered.eq(true))
-                            .execute(conn)?;
-                        audit::record(inner, conn, &origin, "code.sent", subject, Some(&detail))
-                    }
-                    false => {
-                        diesel::delete(one_time_codes::table.find(&code_id)).execute(conn)?;
-                        audit::record(
-                            inner,
-                            conn,
-                            &origin,
-                            "code.delivery_failed",
-                            subject,
-                            Some(&detail),
-                        )
-                    }
-                }
-            })
-        })
-        .await?;
-        sent
-    }
-
-    /// Records that the user passed a login's password step, so that
-    /// `login_with_totp` may complete it within [`CodePurpose::ttl`]. Nothing is sent.
-    pub async fn begin_authenticator_login(
-        &self,
-        origin: Origin,
-        user_id: String,
-    ) -> CoreResult<()> {
-        self.run(move |inner, conn| {
-            let id = random_hex(inner.rng(), 16);
-            // An unguessable value nobody is told: this row can only be claimed, not redeemed.
-            let hash = code_hash(inner, &id, &random_hex(inner.rng(), 32));
-            let now = inner.now();
-            let purpose = CodePurpose::AuthenticatorLogin;
-            write_tx(conn, |conn| {
-                let user = find_by_id(conn, &user_id)?.ok_or(CoreError::UserNotFound)?;
-                diesel::insert_into(one_time_codes::table)
-                    .values((
-                        one_time_codes::id.eq(&id),
-                        one_time_codes::user_id.eq(&user.id),
-                        one_time_codes::purpose.eq(purpose.as_str()),
-                        one_time_codes::channel.eq(NOT_SENT),
-                        one_time_codes::code_hash.eq(&hash),
-                        one_time_codes::delivered.eq(true),
-                        one_time_codes::used.eq(false),
-                        one_time_codes::attempts.eq(0),
-                        one_time_codes::created_at.eq(now),
-                        one_time_codes::expires_at.eq(now + purpose.ttl()),
-                    ))
-                    .execute(conn)?;
-                audit::record(
-                    inner,
-                    conn,
-                    &origin,
-                    "login.awaiting_authenticator",
-                    Some((&user.id, &user.username)),
-                    None,
-                )
-            })
-        })
+        let channel = Channel::Email;
+        let destination: Destination = email_of;
+        send(
+            self,
+            origin,
+            user_id,
+            Send {
+                purpose,
+                format,
+                channel,
+                destination,
+                template,
+            },
+        )
         .await
     }
 
@@ -412,11 +492,10 @@ impl Core {
         user_id: String,
         purpose: CodePurpose,
         code: String,
-    ) -> CoreResult<User> {
+    ) -> CoreResult<()> {
         self.run(move |inner, conn| {
             let user = find_by_id(conn, &user_id)?.ok_or(CoreError::UserNotFound)?;
-            redeem(inner, conn, &origin, &user, purpose, &code, |_| Ok(()))?;
-            Ok(user.into())
+            redeem(inner, conn, &origin, &user, purpose, &code, |_| Ok(()))
         })
         .await
     }

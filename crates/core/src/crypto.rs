@@ -1,11 +1,9 @@
-//! Secrets at rest (AES-256-GCM), hashed tokens (SHA-256) and passwords (argon2id).
+//! Secrets at rest (AES-256-GCM), the keys behind them, and hashed tokens (SHA-256).
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use base64::Engine;
-use sha2::{Digest, Sha256, Sha512};
+use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::Path;
 
@@ -75,17 +73,17 @@ pub fn parse_key(text: &str) -> Result<[u8; 32], CoreError> {
         (0..32)
             .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
             .collect::<Result<Vec<u8>, _>>()
-            .map_err(|e| CoreError::InvalidInput(e.to_string()))?
+            .map_err(|e| CoreError::InvalidConfig(e.to_string()))?
     } else {
         base64::engine::general_purpose::STANDARD
             .decode(text)
             .map_err(|_| {
-                CoreError::InvalidInput("key is neither 64 hex digits nor base64".into())
+                CoreError::InvalidConfig("key is neither 64 hex digits nor base64".into())
             })?
     };
     bytes
         .try_into()
-        .map_err(|_| CoreError::InvalidInput("key must be 32 bytes".into()))
+        .map_err(|_| CoreError::InvalidConfig("key must be 32 bytes".into()))
 }
 
 /// Reads a key file, or creates it (mode 0600) with a fresh random key.
@@ -114,79 +112,6 @@ pub fn load_or_create_key_file(path: &Path, rng: &dyn RandomSource) -> Result<[u
 /// Hash of a high-entropy token (challenge id, refresh token, session id) for storage.
 pub fn hash_token(token: &str) -> String {
     hex(&Sha256::digest(token.as_bytes()))
-}
-
-/// A password as a client sends it. Stored hashes are argon2id over the SHA-512 hex of
-/// the plaintext, so a client that sends only that digest (ZStack) is checked against
-/// the same hash, and nothing weaker than argon2id is kept.
-#[derive(Clone)]
-pub enum Password {
-    Plain(String),
-    /// Lower- or upper-case hex of SHA-512(plaintext).
-    Sha512Hex(String),
-}
-
-impl std::fmt::Debug for Password {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Password(..)")
-    }
-}
-
-/// Plaintext, the common case.
-impl From<&str> for Password {
-    fn from(p: &str) -> Self {
-        Password::Plain(p.to_string())
-    }
-}
-
-impl From<String> for Password {
-    fn from(p: String) -> Self {
-        Password::Plain(p)
-    }
-}
-
-impl Password {
-    fn prehashed(&self) -> String {
-        match self {
-            Password::Plain(p) => hex(&Sha512::digest(p.as_bytes())),
-            Password::Sha512Hex(h) => h.trim().to_ascii_lowercase(),
-        }
-    }
-}
-
-pub fn hash_password(rng: &dyn RandomSource, password: &Password) -> Result<String, CoreError> {
-    let salt_bytes = random_bytes(rng, 16);
-    let salt =
-        SaltString::encode_b64(&salt_bytes).map_err(|e| CoreError::Internal(e.to_string()))?;
-    Argon2::default()
-        .hash_password(password.prehashed().as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| CoreError::Internal(e.to_string()))
-}
-
-/// Constant-time (argon2 compares digests in constant time).
-pub fn verify_password(hash: &str, password: &Password) -> bool {
-    let prehashed = password.prehashed();
-    PasswordHash::new(hash)
-        .map(|parsed| {
-            Argon2::default()
-                .verify_password(prehashed.as_bytes(), &parsed)
-                .is_ok()
-        })
-        .unwrap_or(false)
-}
-
-/// An argon2id hash of a random password: verifying against it costs as much as a real
-/// check, so unknown usernames take as long as wrong passwords.
-pub fn dummy_password_hash() -> &'static str {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| {
-        hash_password(
-            &crate::random::OsRandom,
-            &Password::Plain("no user has this password".into()),
-        )
-        .expect("argon2 hashing with default parameters")
-    })
 }
 
 #[cfg(test)]
@@ -233,23 +158,5 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
-    }
-
-    #[test]
-    fn passwords() {
-        let rng = SeededRandom::new(3);
-        let plain = |p: &str| Password::Plain(p.into());
-        let h = hash_password(&rng, &plain("hunter2")).unwrap();
-        assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password(&h, &plain("hunter2")));
-        assert!(!verify_password(&h, &plain("hunter3")));
-        assert!(!verify_password("garbage", &plain("hunter2")));
-        // What ZStack clients send: SHA-512 hex of the plaintext, in either case.
-        let digest = hex(&Sha512::digest(b"hunter2"));
-        assert!(verify_password(
-            &h,
-            &Password::Sha512Hex(digest.to_uppercase())
-        ));
-        assert!(!verify_password(&h, &Password::Sha512Hex("hunter2".into())));
     }
 }

@@ -140,11 +140,11 @@ impl Delivery {
         let from: Mailbox = cfg
             .from
             .parse()
-            .map_err(|e| CoreError::InvalidInput(format!("mail from address: {e}")))?;
+            .map_err(|e| CoreError::InvalidConfig(format!("mail from address: {e}")))?;
         let mail = match &cfg.smtp_url {
             Some(url) => MailTransport::Smtp(
                 AsyncSmtpTransport::<Tokio1Executor>::from_url(&with_starttls(url))
-                    .map_err(|e| CoreError::InvalidInput(format!("SMTP URL: {e}")))?
+                    .map_err(|e| CoreError::InvalidConfig(format!("SMTP URL: {e}")))?
                     .timeout(Some(Duration::from_secs(20)))
                     .build(),
             ),
@@ -155,9 +155,9 @@ impl Delivery {
                 client: reqwest::Client::builder()
                     .timeout(sms.timeout)
                     .build()
-                    .map_err(|e| CoreError::InvalidInput(format!("SMS webhook client: {e}")))?,
+                    .map_err(|e| CoreError::InvalidConfig(format!("SMS webhook client: {e}")))?,
                 url: reqwest::Url::parse(url)
-                    .map_err(|e| CoreError::InvalidInput(format!("SMS webhook URL: {e}")))?
+                    .map_err(|e| CoreError::InvalidConfig(format!("SMS webhook URL: {e}")))?
                     .to_string(),
                 token: sms.webhook_token.clone(),
             },

@@ -1,44 +1,54 @@
-//! twofa-core: the domain of the twofa server. Users, second factors, challenges,
-//! brute-force limits, sessions and the audit log, over SQLite or PostgreSQL.
-//! No HTTP here: dialect crates translate wire formats into calls on [`Core`].
+//! twofa-core: the domain of the twofa server, over SQLite or PostgreSQL. No HTTP here:
+//! dialect crates translate wire formats into calls on [`Core`].
+//!
+//! Layers, each using only those below it: `accounts` (resets, password changes,
+//! deletion) and `login` (every login variant) over `challenges`, `tokens` (sessions,
+//! JWTs) and `factors` (the one view of a user's second factors: `totp`, `email`,
+//! `sms`), over `codes` (sent one-time codes), `lockout` (every brute-force counter)
+//! and `users`; under all of them the plumbing (`db`, `crypto`, `passwords`, `otp`,
+//! `clock`, `random`, `delivery`, `audit`). `dialect_state` keeps what one product's
+//! wire needs, with no wire text.
 
+// The domain, each rule in one file.
 pub mod accounts;
-pub mod audit;
 pub mod challenges;
-pub mod clock;
 pub mod codes;
+pub mod factors;
+pub mod lockout;
+pub mod login;
+pub mod tokens;
+pub mod users;
+// What one product's wire needs kept, apart from the rules.
+pub mod dialect_state;
+// Plumbing.
+pub mod audit;
+pub mod clock;
 pub mod crypto;
 pub mod db;
 pub mod delivery;
 pub mod error;
-pub mod files;
-pub mod inline_totp;
-pub mod jobs;
-pub mod jwt;
 pub mod openapi;
-pub mod query;
+pub mod otp;
+pub mod passwords;
 pub mod random;
-pub mod sessions;
-pub mod settings;
-pub mod sms;
-pub mod throttle;
-pub mod totp;
-pub mod users;
 
 use std::sync::Arc;
 
-pub use accounts::{SecondFactors, SignIn};
 pub use audit::AuditEvent;
-pub use challenges::{ChallengeOutcome, FactorState, LoginStep, TotpSetup};
+pub use challenges::{ChallengeOutcome, TotpSetup};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codes::{CodeFormat, CodePurpose};
-pub use crypto::Password;
 pub use delivery::{Channel, MailConfig, SmsConfig, Template};
+pub use dialect_state::query;
 pub use error::{CoreError, CoreResult};
-pub use inline_totp::{CodeLogin, TotpFactorInfo};
+pub use factors::sms::OptOut;
+pub use factors::totp::TotpFactorInfo;
+pub use factors::{FactorState, Factors};
+pub use login::{CodeLogin, LoginStep, SignIn, SmsLogin};
+pub use passwords::Password;
 pub use random::{OsRandom, RandomSource, SeededRandom};
-pub use sessions::{AccessClaims, Session};
-pub use sms::{OptOut, SmsLogin};
+pub use tokens::jwt::AccessClaims;
+pub use tokens::sessions::Session;
 pub use users::{Actor, NewUser, User};
 
 use crypto::SecretBox;
@@ -115,7 +125,6 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) rng: Arc<dyn RandomSource>,
     pub(crate) secrets: SecretBox,
-    pub(crate) jwt: sessions::JwtKeys,
     pub(crate) delivery: delivery::Delivery,
     pub(crate) cfg: CoreConfig,
 }
@@ -158,7 +167,6 @@ impl Core {
                 clock,
                 rng,
                 secrets: SecretBox::new(&cfg.master_key),
-                jwt: sessions::JwtKeys::new(&cfg.jwt_key),
                 delivery: delivery::Delivery::new(&cfg.mail, &cfg.sms)?,
                 cfg,
             }),

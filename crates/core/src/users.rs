@@ -1,15 +1,19 @@
-//! Users and password authentication.
+//! Users: creation, lookups, the admin check. Passwords are checked in `login.rs`.
 
 use diesel::prelude::*;
 use serde::Serialize;
 
 use crate::audit::{self, Subject};
-use crate::crypto::{dummy_password_hash, hash_password, verify_password, Password};
 use crate::db::schema::users;
 use crate::db::{write_tx, DbConnection};
+use crate::lockout::{self, PASSWORD};
+use crate::passwords::{dummy_password_hash, hash_password, verify_password, Password};
 use crate::random::{random_hex, random_uuid};
-use crate::throttle::{self, PASSWORD};
 use crate::{Core, CoreError, CoreResult, Inner, Origin};
+
+// Both backends have lower(); addresses are compared case-insensitively (ASCII letters:
+// what SQLite's lower() folds).
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Nullable<diesel::sql_types::Text>) -> diesel::sql_types::Nullable<diesel::sql_types::Text>);
 
 /// A user as the rest of the system sees it: never with the password hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -25,9 +29,27 @@ pub struct User {
     pub created_at: i64,
 }
 
-impl User {
+impl<'a> From<&'a User> for Option<Subject<'a>> {
+    fn from(u: &'a User) -> Self {
+        Some(Subject {
+            id: &u.id,
+            name: &u.username,
+        })
+    }
+}
+
+impl<'a> From<&'a UserRow> for Option<Subject<'a>> {
+    fn from(u: &'a UserRow) -> Self {
+        Some(u.subject())
+    }
+}
+
+impl UserRow {
     pub(crate) fn subject(&self) -> Subject<'_> {
-        Some((&self.id, &self.username))
+        Subject {
+            id: &self.id,
+            name: &self.username,
+        }
     }
 }
 
@@ -84,8 +106,8 @@ pub enum Actor {
 
 pub(crate) fn validate_username(username: &str) -> CoreResult<()> {
     if username.is_empty() || username.len() > 255 || username.chars().any(char::is_control) {
-        return Err(CoreError::InvalidInput(
-            "username must be 1-255 characters without control characters".into(),
+        return Err(CoreError::InvalidUsername(
+            "username must be 1-255 characters without control characters",
         ));
     }
     Ok(())
@@ -100,6 +122,16 @@ pub(crate) fn find_by_username(
         .select(UserRow::as_select())
         .get_result(conn)
         .optional()?)
+}
+
+/// The one user with this email address (case-insensitive), if exactly one has it.
+pub(crate) fn find_by_email(conn: &mut DbConnection, email: &str) -> CoreResult<Option<UserRow>> {
+    let rows: Vec<UserRow> = users::table
+        .filter(lower(users::email).eq(email.trim().to_ascii_lowercase()))
+        .select(UserRow::as_select())
+        .limit(2)
+        .load(conn)?;
+    Ok(<[UserRow; 1]>::try_from(rows).ok().map(|[user]| user))
 }
 
 /// Locks the user's row until the transaction ends (PostgreSQL; SQLite runs one writer
@@ -117,6 +149,15 @@ pub(crate) fn find_by_id(conn: &mut DbConnection, id: &str) -> CoreResult<Option
         .select(UserRow::as_select())
         .get_result(conn)
         .optional()?)
+}
+
+/// The user, unless unknown (`UserNotFound`) or disabled (`UserDisabled`).
+pub(crate) fn live_user(conn: &mut DbConnection, user_id: &str) -> CoreResult<UserRow> {
+    match find_by_id(conn, user_id)? {
+        Some(u) if !u.disabled => Ok(u),
+        Some(_) => Err(CoreError::UserDisabled),
+        None => Err(CoreError::UserNotFound),
+    }
 }
 
 /// Ensures `actor` may administer other users.
@@ -152,15 +193,12 @@ fn insert_user(
     write_tx(conn, |conn| {
         diesel::insert_into(users::table)
             .values(&row)
-            .execute(conn)?;
-        audit::record(
-            inner,
-            conn,
-            origin,
-            "user.created",
-            Some((&row.id, &row.username)),
-            None,
-        )
+            .execute(conn)
+            .map_err(|e| match CoreError::from(e) {
+                CoreError::Conflict => CoreError::UserExists,
+                other => other,
+            })?;
+        audit::record(inner, conn, origin, "user.created", &row, None)
     })?;
     Ok(row.into())
 }
@@ -181,13 +219,15 @@ impl Core {
             .await
     }
 
-    pub async fn user_by_username(&self, username: String) -> CoreResult<Option<User>> {
-        self.run(move |_, conn| Ok(find_by_username(conn, &username)?.map(User::from)))
+    pub async fn user_by_id(&self, id: String) -> CoreResult<Option<User>> {
+        self.run(move |_, conn| Ok(find_by_id(conn, &id)?.map(User::from)))
             .await
     }
 
-    pub async fn user_by_id(&self, id: String) -> CoreResult<Option<User>> {
-        self.run(move |_, conn| Ok(find_by_id(conn, &id)?.map(User::from)))
+    /// The one user with this email address (case-insensitive); `None` when there is
+    /// none, or when several share it (ambiguous, so nobody).
+    pub async fn user_by_email(&self, email: String) -> CoreResult<Option<User>> {
+        self.run(move |_, conn| Ok(find_by_email(conn, &email)?.map(User::from)))
             .await
     }
 
@@ -233,21 +273,23 @@ impl Core {
         }
     }
 
-    /// Checks a username and password under the password brute-force limit. Unknown
-    /// users cost the same argon2 work as known ones and give the same error. Argon2
-    /// runs between two short database steps, never while holding a connection.
+    /// Checks a username and password under the password brute-force limit. The attempt
+    /// is counted before argon2 runs (a success clears the count), so concurrent
+    /// guesses never get past the limit. Unknown users cost the same argon2 work as
+    /// known ones and give the same error. Argon2 runs between two short database
+    /// steps, never while holding a connection.
     pub(crate) async fn authenticate(
         &self,
         origin: &Origin,
         username: &str,
         password: Password,
     ) -> CoreResult<User> {
-        let key = throttle::password_key(username);
+        let key = lockout::password_key(username);
         let (k, name) = (key.clone(), username.to_string());
-        let row = self
+        let (row, lockout_started) = self
             .run(move |inner, conn| {
-                throttle::check(conn, &k, inner.now())?;
-                find_by_username(conn, &name)
+                let started = lockout::reserve(conn, &PASSWORD, &k, inner.now())?;
+                Ok((find_by_username(conn, &name)?, started))
             })
             .await?;
         let hash = row.as_ref().and_then(|r| r.password_hash.clone());
@@ -260,27 +302,18 @@ impl Core {
         self.run(move |inner, conn| match row {
             Some(row) if password_ok && !row.disabled => {
                 write_tx(conn, |conn| {
-                    throttle::clear(conn, &key)?;
-                    audit::record(
-                        inner,
-                        conn,
-                        &origin,
-                        "login.password_ok",
-                        Some((&row.id, &row.username)),
-                        None,
-                    )
+                    lockout::clear(conn, &key)?;
+                    audit::record(inner, conn, &origin, "login.password_ok", &row, None)
                 })?;
                 Ok(row.into())
             }
             row => {
-                let subject = row.as_ref().map(|r| (r.id.as_str(), r.username.as_str()));
-                let detail = if row.as_ref().is_some_and(|r| r.disabled) {
-                    "disabled"
-                } else {
-                    "wrong password or unknown user"
+                let detail = match &row {
+                    Some(r) if r.disabled => "disabled",
+                    _ => "wrong password or unknown user",
                 };
                 write_tx(conn, |conn| {
-                    let locked = throttle::record_failure(conn, &PASSWORD, &key, inner.now())?;
+                    let subject = row.as_ref().map(UserRow::subject);
                     audit::record(
                         inner,
                         conn,
@@ -289,7 +322,7 @@ impl Core {
                         subject,
                         Some(detail),
                     )?;
-                    if locked.is_some() {
+                    if lockout_started.is_some() {
                         audit::record(
                             inner,
                             conn,

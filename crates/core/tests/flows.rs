@@ -6,8 +6,8 @@ mod postgres;
 use std::sync::Arc;
 use twofa_core::query::{Condition, Op, Page, QuerySpec, Sort, TotpField};
 use twofa_core::{
-    totp, Actor, ChallengeOutcome, Channel, Clock, CodeFormat, CodeLogin, CodePurpose, Core,
-    CoreConfig, CoreError, FactorState, LoginStep, ManualClock, NewUser, OptOut, Origin, Password,
+    otp, Actor, ChallengeOutcome, Clock, CodeFormat, CodeLogin, CodePurpose, Core, CoreConfig,
+    CoreError, FactorState, LoginStep, ManualClock, NewUser, OptOut, Origin, Password,
     SeededRandom, SignIn, SmsLogin, Template, TotpFactorInfo, User,
 };
 
@@ -64,8 +64,8 @@ impl Env {
             .begin_totp_setup(origin(), user.id.clone(), "Test".into())
             .await
             .unwrap();
-        let secret = totp::secret_from_base32(&setup.secret_base32).unwrap();
-        let code = totp::code_at(&secret, self.clock.now()).unwrap();
+        let secret = otp::secret_from_base32(&setup.secret_base32).unwrap();
+        let code = otp::code_at(&secret, self.clock.now()).unwrap();
         let outcome = self
             .core
             .answer_challenge(origin(), setup.challenge_id, code)
@@ -88,12 +88,11 @@ impl Env {
 
     async fn send(&self, user: &User, purpose: CodePurpose) -> Result<(), CoreError> {
         self.core
-            .send_code(
+            .email_code(
                 origin(),
                 user.id.clone(),
                 purpose,
                 CodeFormat::Digits(6),
-                Channel::Email,
                 Template::new("Your code", "code: {code}"),
             )
             .await
@@ -157,7 +156,7 @@ impl Env {
     }
 
     fn code(&self, secret: &[u8], offset_secs: i64) -> String {
-        totp::code_at(secret, self.clock.now() + offset_secs).unwrap()
+        otp::code_at(secret, self.clock.now() + offset_secs).unwrap()
     }
 }
 
@@ -328,7 +327,7 @@ async fn setup_is_replaced_and_expires(e: Env) {
         .await
         .unwrap();
     assert_ne!(first.secret_base32, second.secret_base32);
-    let s1 = totp::secret_from_base32(&first.secret_base32).unwrap();
+    let s1 = otp::secret_from_base32(&first.secret_base32).unwrap();
     assert!(
         matches!(
             e.answer(&first.challenge_id, &e.code(&s1, 0)).await,
@@ -341,7 +340,7 @@ async fn setup_is_replaced_and_expires(e: Env) {
         FactorState::Pending
     );
     e.clock.advance(600);
-    let s2 = totp::secret_from_base32(&second.secret_base32).unwrap();
+    let s2 = otp::secret_from_base32(&second.secret_base32).unwrap();
     assert!(
         matches!(
             e.answer(&second.challenge_id, &e.code(&s2, 0)).await,
@@ -562,7 +561,7 @@ async fn no_plaintext_secrets_on_disk(e: Env) {
         .begin_totp_setup(origin(), u.id.clone(), "T".into())
         .await
         .unwrap();
-    let raw = totp::secret_from_base32(&setup.secret_base32).unwrap();
+    let raw = otp::secret_from_base32(&setup.secret_base32).unwrap();
     let LoginStep::Complete(session) = e
         .core
         .password_login(origin(), "leo".into(), "leo-pw".into(), None)
@@ -664,7 +663,7 @@ impl Env {
 }
 
 fn secret_of(info: &TotpFactorInfo) -> Vec<u8> {
-    totp::secret_from_base32(info.secret_base32.as_deref().unwrap()).unwrap()
+    otp::secret_from_base32(info.secret_base32.as_deref().unwrap()).unwrap()
 }
 
 /// Codes sent with the login: binding a pending factor, no bypass once active, replay,
@@ -1005,7 +1004,7 @@ async fn totp_inventory_query(e: Env) {
     ] {
         assert!(matches!(
             run(&admin, vec![c]).await,
-            Err(CoreError::InvalidInput(_))
+            Err(CoreError::InvalidQuery(_))
         ));
     }
     // Sorting and paging.
@@ -1181,12 +1180,11 @@ async fn failed_delivery_leaves_nothing(e: Env) {
     let down = Core::open(cfg, e.clock.clone(), Arc::new(SeededRandom::new(1))).unwrap();
     for _ in 0..6 {
         let failed = down
-            .send_code(
+            .email_code(
                 origin(),
                 u.id.clone(),
                 CodePurpose::EnableTwoFactor,
                 CodeFormat::Digits(6),
-                Channel::Email,
                 Template::new("s", "code: {code}"),
             )
             .await;
@@ -1271,7 +1269,7 @@ async fn sms_factor_rules(e: Env) {
         e.core
             .sms_opt_in(origin(), tia.id.clone(), "0499999999".into(), None, text())
             .await,
-        Err(CoreError::InvalidInput(_))
+        Err(CoreError::PhoneNumberTaken)
     ));
 
     // No login path lets sam in on the password alone.
@@ -1404,7 +1402,7 @@ async fn concurrent_opt_ins_of_one_number(e: Env) {
     for t in tasks {
         match t.await.unwrap() {
             Ok(()) => winners += 1,
-            Err(CoreError::InvalidInput(m)) => assert_eq!(m, twofa_core::sms::NUMBER_TAKEN),
+            Err(CoreError::PhoneNumberTaken) => {}
             Err(other) => panic!("{other:?}"),
         }
     }
@@ -1496,10 +1494,7 @@ async fn opt_in_proves_the_authenticator(e: Env) {
         e.core
             .sms_opt_in(origin(), uma.id.clone(), "0499000111".into(), proof, text())
     };
-    assert!(matches!(
-        opt_in(None).await,
-        Err(CoreError::InvalidInput(m)) if m == twofa_core::sms::AUTHENTICATOR_CODE_REQUIRED
-    ));
+    assert!(matches!(opt_in(None).await, Err(CoreError::ProofRequired)));
     assert!(matches!(
         opt_in(Some(wrong(&e.code(&secret, 0)))).await,
         Err(CoreError::IncorrectCode)

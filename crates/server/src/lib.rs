@@ -23,6 +23,9 @@ pub enum ServerError {
     Core(#[from] CoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A command used wrongly.
+    #[error("{0}")]
+    Usage(&'static str),
 }
 
 /// A key from its setting, or from (a freshly created, mode 0600) file in the data dir.

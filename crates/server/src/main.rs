@@ -143,10 +143,7 @@ async fn run(cli: Cli) -> Result<(), ServerError> {
                     std::io::stdin().read_to_string(&mut password)?;
                     let password = password.lines().next().unwrap_or("").to_string();
                     if password.is_empty() {
-                        return Err(twofa_core::CoreError::InvalidInput(
-                            "empty password on standard input".into(),
-                        )
-                        .into());
+                        return Err(ServerError::Usage("empty password on standard input"));
                     }
                     let user = core
                         .create_user(

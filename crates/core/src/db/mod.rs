@@ -138,7 +138,7 @@ macro_rules! fixed_command {
 fixed_command!(Savepoint, "SAVEPOINT write_tx");
 fixed_command!(ReleaseSavepoint, "RELEASE write_tx");
 
-/// Inside a group-commit batch: a savepoint, so that a failure undoes only this part.
+/// A nested transaction: a savepoint, so that a failure undoes only this part.
 fn savepoint<T>(
     conn: &mut DbConnection,
     f: impl FnOnce(&mut DbConnection) -> Result<T, CoreError>,
@@ -162,16 +162,22 @@ fn savepoint<T>(
     }
 }
 
-/// Runs `f` in a write transaction. (In the server, SQLite work runs on the one
-/// group-commit thread, batch.rs, where this becomes a savepoint; so writers of one
-/// process never wait on each other in SQLite's sleeping busy handler.) SQLite gets `BEGIN IMMEDIATE` so that a transaction
-/// which reads before it writes takes the write lock up front instead of failing with
-/// SQLITE_BUSY when it upgrades; PostgreSQL uses row locks from conditional UPDATEs.
+thread_local! {
+    /// Set while this thread has a transaction of its own open (outside group commit).
+    static IN_TX: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` in a write transaction; nested in another one (or inside a group-commit
+/// batch, batch.rs) it becomes a savepoint, so that a failure undoes only its own part
+/// while the enclosing transaction goes on (e.g. a rejected code's count commits while
+/// the effects of the code roll back). SQLite gets `BEGIN IMMEDIATE` so that a
+/// transaction which reads before it writes takes the write lock up front instead of
+/// failing with SQLITE_BUSY when it upgrades; PostgreSQL uses row locks.
 pub fn write_tx<T>(
     conn: &mut DbConnection,
     f: impl FnOnce(&mut DbConnection) -> Result<T, CoreError>,
 ) -> Result<T, CoreError> {
-    if batch::in_batch() {
+    if batch::in_batch() || IN_TX.with(std::cell::Cell::get) {
         return savepoint(conn, f);
     }
     let begin = match conn {
@@ -180,7 +186,9 @@ pub fn write_tx<T>(
     };
     conn.batch_execute(begin)?;
     // A panic must not hand a connection with an open transaction back to the pool.
+    IN_TX.with(|t| t.set(true));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
+    IN_TX.with(|t| t.set(false));
     match outcome {
         Ok(Ok(value)) => {
             conn.batch_execute("COMMIT")?;

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use crate::audit;
 use crate::db::schema::settings;
 use crate::db::write_tx;
-use crate::users::{find_by_id, require_admin};
+use crate::users::{find_by_id, require_admin, UserRow};
 use crate::{Actor, Core, CoreResult, Origin};
 
 impl Core {
@@ -50,13 +50,14 @@ impl Core {
                         ))
                         .execute(conn)?;
                 }
+                let change = format!("{key}={value}");
                 audit::record(
                     inner,
                     conn,
                     &origin,
                     "setting.changed",
-                    who.as_ref().map(|u| (u.id.as_str(), u.username.as_str())),
-                    Some(&format!("{key}={value}")),
+                    who.as_ref().map(UserRow::subject),
+                    Some(&change),
                 )
             })
         })

@@ -1,31 +1,17 @@
-//! Sessions: JWT access tokens (HS256), refresh tokens and CSRF tokens stored hashed.
+//! Sessions: refresh tokens and CSRF tokens stored hashed, revocation, expiry, and the
+//! generation that access tokens of some dialects carry.
 
 use diesel::prelude::*;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::audit;
 use crate::crypto::hash_token;
-use crate::db::schema::{sessions, totp_factors, users};
+use crate::db::schema::{sessions, users};
 use crate::db::{write_tx, DbConnection};
+use crate::factors::Factors;
 use crate::random::random_hex;
 use crate::users::UserRow;
 use crate::{Core, CoreError, CoreResult, Inner, Origin, User};
-
-pub(crate) struct JwtKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-}
-
-impl JwtKeys {
-    pub(crate) fn new(key: &[u8]) -> Self {
-        JwtKeys {
-            encoding: EncodingKey::from_secret(key),
-            decoding: DecodingKey::from_secret(key),
-        }
-    }
-}
 
 /// A signed-in session as returned at login and refresh. The plaintext tokens exist
 /// only here; the database holds their hashes.
@@ -41,20 +27,6 @@ pub struct Session {
     pub expires_at: i64,
 }
 
-/// Claims of every access token. Dialects add their own in `extra`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AccessClaims {
-    pub sub: String,
-    pub uid: String,
-    pub sid: String,
-    pub dialect: String,
-    pub iss: String,
-    pub iat: i64,
-    pub exp: i64,
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, serde_json::Value>,
-}
-
 #[derive(Queryable)]
 struct SessionRow {
     id: String,
@@ -64,13 +36,18 @@ struct SessionRow {
     revoked: bool,
 }
 
-pub(crate) fn has_active_factor(conn: &mut DbConnection, user_id: &str) -> CoreResult<bool> {
-    let n: i64 = totp_factors::table
-        .filter(totp_factors::user_id.eq(user_id))
-        .filter(totp_factors::active.eq(true))
-        .count()
-        .get_result(conn)?;
-    Ok(n > 0)
+/// Ends every session of the user (a new password, a reset of their factors).
+pub(crate) fn revoke_all(conn: &mut DbConnection, user_id: &str) -> CoreResult<()> {
+    diesel::update(sessions::table.filter(sessions::user_id.eq(user_id)))
+        .set(sessions::revoked.eq(true))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Deletes every session of the user (the user is being deleted).
+pub(crate) fn delete_all(conn: &mut DbConnection, user_id: &str) -> CoreResult<()> {
+    diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)?;
+    Ok(())
 }
 
 /// Creates a session row; call inside the write transaction that completed the login.
@@ -135,14 +112,8 @@ fn insert(
             sessions::revoked.eq(false),
         ))
         .execute(conn)?;
-    audit::record(
-        inner,
-        conn,
-        origin,
-        "login",
-        session.user.subject(),
-        Some(if mfa { "two factors" } else { "password only" }),
-    )?;
+    let detail = if mfa { "two factors" } else { "password only" };
+    audit::record(inner, conn, origin, "login", &session.user, Some(detail))?;
     Ok(session)
 }
 
@@ -179,49 +150,6 @@ fn live_session(
 }
 
 impl Core {
-    /// Signs an access token for `session` with the dialect's extra claims.
-    pub fn access_token(
-        &self,
-        session: &Session,
-        dialect: &str,
-        extra: serde_json::Map<String, serde_json::Value>,
-    ) -> CoreResult<String> {
-        let now = self.inner.now();
-        let claims = AccessClaims {
-            sub: session.user.username.clone(),
-            uid: session.user.id.clone(),
-            sid: session.id.clone(),
-            dialect: dialect.to_string(),
-            iss: self.inner.cfg.jwt_issuer.clone(),
-            iat: now,
-            exp: now + self.inner.cfg.access_token_ttl,
-            extra,
-        };
-        jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &self.inner.jwt.encoding,
-        )
-        .map_err(|e| CoreError::Internal(format!("signing token: {e}")))
-    }
-
-    /// Verifies an access token of `dialect` against the core clock.
-    pub fn verify_access_token(&self, token: &str, dialect: &str) -> CoreResult<AccessClaims> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        // Expiry is checked below against the injected clock, not the system clock.
-        validation.validate_exp = false;
-        validation.required_spec_claims.clear();
-        validation.set_issuer(&[&self.inner.cfg.jwt_issuer]);
-        let data =
-            jsonwebtoken::decode::<AccessClaims>(token, &self.inner.jwt.decoding, &validation)
-                .map_err(|_| CoreError::InvalidToken)?;
-        let claims = data.claims;
-        if claims.exp <= self.inner.now() || claims.dialect != dialect {
-            return Err(CoreError::InvalidToken);
-        }
-        Ok(claims)
-    }
-
     /// Looks up the session behind a refresh token. With `csrf`, the CSRF token must
     /// match (constant time) and is rotated.
     pub async fn refresh_session(
@@ -244,7 +172,7 @@ impl Core {
                     .execute(conn)?;
                 csrf_token = Some(fresh);
             }
-            let mfa = has_active_factor(conn, &user.id)?;
+            let mfa = Factors::load(conn, &user.id)?.any();
             Ok(Session {
                 id: row.id,
                 user: user.into(),
@@ -276,15 +204,8 @@ impl Core {
                     .find(&key)
                     .select(sessions::generation)
                     .get_result(conn)?;
-                audit::record(
-                    inner,
-                    conn,
-                    &origin,
-                    "session.refreshed",
-                    Some((&user.id, &user.username)),
-                    None,
-                )?;
-                let mfa = has_active_factor(conn, &user.id)?;
+                audit::record(inner, conn, &origin, "session.refreshed", &user, None)?;
+                let mfa = Factors::load(conn, &user.id)?.any();
                 Ok((
                     Session {
                         id: row.id,
@@ -331,22 +252,24 @@ impl Core {
                 diesel::update(sessions::table.find(hash_token(&refresh_token)))
                     .set(sessions::revoked.eq(true))
                     .execute(conn)?;
-                audit::record(
-                    inner,
-                    conn,
-                    &origin,
-                    "logout",
-                    Some((&user.id, &user.username)),
-                    None,
-                )
+                audit::record(inner, conn, &origin, "logout", &user, None)
             })
         })
         .await
     }
 
-    /// Whether the user has an active second factor.
-    pub async fn has_active_factor(&self, user_id: String) -> CoreResult<bool> {
-        self.run(move |_, conn| has_active_factor(conn, &user_id))
-            .await
+    /// Whether the session was ended (revoked, as by a password change, or expired).
+    /// An unknown session is not reported as ended: its user was deleted, which the
+    /// caller sees when it loads the user.
+    pub async fn session_ended(&self, session_id: String) -> CoreResult<bool> {
+        self.run(move |inner, conn| {
+            let row: Option<(bool, i64)> = sessions::table
+                .filter(sessions::id.eq(&session_id))
+                .select((sessions::revoked, sessions::expires_at))
+                .get_result(conn)
+                .optional()?;
+            Ok(row.is_some_and(|(revoked, expires_at)| revoked || expires_at <= inner.now()))
+        })
+        .await
     }
 }

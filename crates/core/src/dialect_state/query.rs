@@ -12,7 +12,7 @@ use diesel::sql_types::Bool;
 
 use crate::db::schema::{totp_factors, users};
 use crate::db::DbConnection;
-use crate::inline_totp::{FactorRow, TotpFactorInfo};
+use crate::factors::totp::{FactorRow, TotpFactorInfo};
 use crate::users::find_by_id;
 use crate::{Core, CoreError, CoreResult};
 
@@ -78,7 +78,7 @@ diesel::define_sql_function! {
 type Filter<QS> = Box<dyn BoxableExpression<QS, Db, SqlType = Bool>>;
 
 fn invalid(what: String) -> CoreError {
-    CoreError::InvalidInput(what)
+    CoreError::InvalidQuery(what)
 }
 
 fn one<T: Clone>(values: &[T]) -> CoreResult<T> {

@@ -6,17 +6,16 @@ use diesel::prelude::*;
 
 use crate::audit;
 use crate::crypto::hash_token;
-use crate::db::schema::{sms_factors, user_files, ws_keys};
+use crate::db::schema::{user_files, ws_keys};
 use crate::db::{write_tx, DbConnection};
 use crate::random::random_hex;
 use crate::users::{find_by_id, find_by_username};
 use crate::{Core, CoreError, CoreResult, Origin, User};
 
-/// Removes a user's files, keys and SMS factor (inside `delete_user`'s transaction).
+/// Removes a user's files and keys (inside `delete_user`'s transaction).
 pub(crate) fn delete_user_rows(conn: &mut DbConnection, user_id: &str) -> CoreResult<()> {
     diesel::delete(user_files::table.filter(user_files::user_id.eq(user_id))).execute(conn)?;
     diesel::delete(ws_keys::table.filter(ws_keys::user_id.eq(user_id))).execute(conn)?;
-    diesel::delete(sms_factors::table.filter(sms_factors::user_id.eq(user_id))).execute(conn)?;
     Ok(())
 }
 
@@ -38,7 +37,7 @@ impl Core {
         file_ids: Vec<i64>,
     ) -> CoreResult<Vec<i64>> {
         if file_ids.iter().any(|&id| id <= 0) {
-            return Err(CoreError::InvalidInput("file ids are positive".into()));
+            return Err(CoreError::InvalidFile("file ids are positive".into()));
         }
         self.run(move |inner, conn| {
             write_tx(conn, |conn| {
@@ -56,14 +55,8 @@ impl Core {
                         .values((user_files::user_id.eq(&user.id), user_files::file_id.eq(id)))
                         .execute(conn)?;
                 }
-                audit::record(
-                    inner,
-                    conn,
-                    &origin,
-                    "files.granted",
-                    Some((&user.id, &user.username)),
-                    Some(&format!("{file_ids:?}")),
-                )?;
+                let granted = format!("{file_ids:?}");
+                audit::record(inner, conn, &origin, "files.granted", &user, Some(&granted))?;
                 files_of(conn, &user.id)
             })
         })
@@ -88,7 +81,7 @@ impl Core {
             write_tx(conn, |conn| {
                 let user = find_by_username(conn, &username)?.ok_or(CoreError::UserNotFound)?;
                 if !files_of(conn, &user.id)?.contains(&file_id) {
-                    return Err(CoreError::InvalidInput(format!(
+                    return Err(CoreError::InvalidFile(format!(
                         "{username} has no file {file_id}"
                     )));
                 }
@@ -100,14 +93,8 @@ impl Core {
                         ws_keys::created_at.eq(inner.now()),
                     ))
                     .execute(conn)?;
-                audit::record(
-                    inner,
-                    conn,
-                    &origin,
-                    "ws_key.issued",
-                    Some((&user.id, &user.username)),
-                    Some(&format!("file {file_id}")),
-                )?;
+                let file = format!("file {file_id}");
+                audit::record(inner, conn, &origin, "ws_key.issued", &user, Some(&file))?;
                 Ok(key)
             })
         })

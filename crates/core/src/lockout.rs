@@ -1,0 +1,206 @@
+//! Every brute-force counter: kept in the database, so they hold across every instance
+//! that shares it, and checked and recorded in one transaction, so they are exact under
+//! concurrency. Keys name what is limited (a username's password, a user's codes),
+//! never only an IP address.
+//!
+//! Two ways to count, by how long the check takes:
+//! - [`code_attempt`]: a code check is microseconds of CPU, so the counter row is held
+//!   (locked on PostgreSQL; SQLite has one writer) while the code is evaluated and the
+//!   failure recorded: of any number of concurrent guesses, at most the policy's limit
+//!   is ever evaluated, and exactly one after each lockout ends.
+//! - [`reserve`]: a password check is argon2, far too slow to hold a lock over, so each
+//!   attempt counts as a failure up front and a success clears the counter.
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Text};
+
+use crate::audit::{self, Subject};
+use crate::db::schema::throttles;
+use crate::db::{write_tx, DbConnection};
+use crate::{CoreError, CoreResult, Inner, Origin};
+
+/// How failures turn into lockouts.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Failures that trigger a lockout.
+    pub max_failures: i32,
+    /// Failures older than this no longer count; `None` counts consecutive failures
+    /// until a success clears them.
+    pub window: Option<i64>,
+    /// Lockout length for the n-th lockout (n >= 1).
+    pub lockout_secs: fn(i32) -> i64,
+    /// Quiet time after a lockout ends before the lockout count starts over.
+    pub forget_after: i64,
+}
+
+/// Password logins, as UCloud does it: 5 failures within 5 minutes lock the username
+/// for 5^n seconds (n = 1..5, so at most about 52 minutes).
+pub const PASSWORD: Policy = Policy {
+    max_failures: 5,
+    window: Some(300),
+    lockout_secs: |n| 5i64.pow(n.clamp(1, 5) as u32),
+    forget_after: 3600,
+};
+
+/// Second-factor codes: after 5 consecutive wrong codes every further code of that user
+/// is refused for 30 s, doubling with each further failure up to an hour.
+pub const CODES: Policy = Policy {
+    max_failures: 5,
+    window: None,
+    lockout_secs: |n| (30i64 << (n.clamp(1, 8) - 1)).min(3600),
+    forget_after: i64::MAX,
+};
+
+pub fn password_key(username: &str) -> String {
+    format!("password:{}", username.to_lowercase())
+}
+
+pub fn codes_key(user_id: &str) -> String {
+    format!("codes:{user_id}")
+}
+
+#[derive(Debug, QueryableByName)]
+struct Row {
+    #[diesel(sql_type = Integer)]
+    failures: i32,
+    #[diesel(sql_type = BigInt)]
+    window_start: i64,
+    #[diesel(sql_type = Integer)]
+    lockouts: i32,
+    #[diesel(sql_type = BigInt)]
+    locked_until: i64,
+}
+
+/// Creates the key's row if needed and adds `failures` to it, in one statement that
+/// takes the row lock on PostgreSQL (held until the transaction ends). diesel's
+/// MultiBackend has no `on_conflict`; both backends take this SQL and `$n`.
+fn upsert(conn: &mut DbConnection, key: &str, now: i64, failures: i32) -> CoreResult<Row> {
+    Ok(diesel::sql_query(
+        "INSERT INTO throttles (key, failures, window_start, lockouts, locked_until) \
+         VALUES ($1, $2, $3, 0, 0) \
+         ON CONFLICT (key) DO UPDATE SET failures = throttles.failures + $2 \
+         RETURNING failures, window_start, lockouts, locked_until",
+    )
+    .bind::<Text, _>(key)
+    .bind::<Integer, _>(failures)
+    .bind::<BigInt, _>(now)
+    .get_result(conn)?)
+}
+
+fn refuse_if_locked(row: &Row, now: i64) -> CoreResult<()> {
+    if row.locked_until > now {
+        return Err(CoreError::Locked {
+            retry_after: row.locked_until - now,
+        });
+    }
+    Ok(())
+}
+
+/// Holds `key`'s counter until the transaction ends; `Err(Locked)` while it is locked.
+fn hold(conn: &mut DbConnection, key: &str, now: i64) -> CoreResult<()> {
+    refuse_if_locked(&upsert(conn, key, now, 0)?, now)
+}
+
+/// Counts one failure of a held key; returns the lockout end when it caused a lockout.
+fn record_failure(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    key: &str,
+    now: i64,
+) -> CoreResult<Option<i64>> {
+    let row = upsert(conn, key, now, 1)?;
+    let (mut failures, mut window_start, mut lockouts) =
+        (row.failures, row.window_start, row.lockouts);
+    if let Some(window) = policy.window {
+        if now - window_start >= window {
+            failures = 1;
+            window_start = now;
+        }
+    }
+    if row.locked_until > 0 && now.saturating_sub(row.locked_until) >= policy.forget_after {
+        lockouts = 0;
+    }
+    let mut locked_until = row.locked_until;
+    let mut new_lockout = None;
+    if failures >= policy.max_failures {
+        lockouts += 1;
+        locked_until = now + (policy.lockout_secs)(lockouts);
+        new_lockout = Some(locked_until);
+        if policy.window.is_some() {
+            // A new round of attempts starts after the lockout.
+            failures = 0;
+            window_start = locked_until;
+        }
+    }
+    diesel::update(throttles::table.find(key))
+        .set((
+            throttles::failures.eq(failures),
+            throttles::window_start.eq(window_start),
+            throttles::lockouts.eq(lockouts),
+            throttles::locked_until.eq(locked_until),
+        ))
+        .execute(conn)?;
+    Ok(new_lockout)
+}
+
+/// Counts an attempt that is checked outside any transaction (a password) as a failure
+/// before it is checked, in one transaction with the lockout check: `Err(Locked)` while
+/// locked, else the lockout this attempt started, if any. A success must [`clear`].
+pub(crate) fn reserve(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    key: &str,
+    now: i64,
+) -> CoreResult<Option<i64>> {
+    write_tx(conn, |conn| {
+        hold(conn, key, now)?;
+        record_failure(conn, policy, key, now)
+    })
+}
+
+/// Forgets the failures of `key` (after a success).
+pub(crate) fn clear(conn: &mut DbConnection, key: &str) -> CoreResult<()> {
+    diesel::delete(throttles::table.find(key)).execute(conn)?;
+    Ok(())
+}
+
+/// What a code check found.
+pub(crate) enum Attempt<T> {
+    /// The code matched and its effects are done.
+    Accepted(T),
+    /// Wrong (or replayed): counted against the user, with this reason in the audit.
+    Rejected(&'static str),
+}
+
+/// One code attempt by `user` (who is only named, not loaded), exact under concurrency: the user's code counter is held
+/// for the whole transaction, `check` runs under it (and does the attempt's effects
+/// when the code is right), and a rejection is counted and audited before the
+/// transaction commits. A success clears the counter. Errors of `check` roll back all.
+pub(crate) fn code_attempt<T>(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    origin: &Origin,
+    user: Subject<'_>,
+    check: impl FnOnce(&mut DbConnection) -> CoreResult<Attempt<T>>,
+) -> CoreResult<T> {
+    let key = codes_key(user.id);
+    let now = inner.now();
+    write_tx(conn, |conn| {
+        hold(conn, &key, now)?;
+        match check(conn)? {
+            Attempt::Accepted(value) => {
+                clear(conn, &key)?;
+                Ok(Ok(value))
+            }
+            Attempt::Rejected(why) => {
+                let locked = record_failure(conn, &CODES, &key, now)?;
+                audit::record(inner, conn, origin, "code.rejected", user, Some(why))?;
+                if let Some(until) = locked {
+                    let until = format!("until {until}");
+                    audit::record(inner, conn, origin, "code.locked", user, Some(&until))?;
+                }
+                Ok(Err(CoreError::IncorrectCode))
+            }
+        }
+    })?
+}
