@@ -96,6 +96,31 @@ impl Server {
         panic!("twofa did not start");
     }
 
+    /// A second `twofa` instance on the same database with the same keys, as an operator
+    /// runs several behind a load balancer.
+    pub fn another_instance(&self) -> Server {
+        let key = |name: &str| {
+            std::fs::read_to_string(self.data_dir.path().join(name))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        let mut env = self.env.clone();
+        env.push(("TWOFA_MASTER_KEY".into(), key("master.key")));
+        env.push(("TWOFA_JWT_KEY".into(), key("jwt.key")));
+        let mut other = Server {
+            child: None,
+            base: String::new(),
+            data_dir: tempfile::tempdir().unwrap(),
+            database_url: self.database_url.clone(),
+            backend: self.backend,
+            http: self.http.clone(),
+            env,
+        };
+        other.serve();
+        other
+    }
+
     /// Restarts the server on the same database with extra environment variables.
     pub fn restart_with(&mut self, env: &[(&str, &str)]) {
         self.kill();

@@ -5,6 +5,7 @@ mod postgres;
 
 mod authendpoints;
 mod harness;
+mod lockout;
 mod mail;
 mod saasu;
 mod sms;
@@ -42,6 +43,7 @@ on_both_backends!(
     ucloud::admin_reset,
     ucloud::docs_and_cli,
     ucloud::graceful_shutdown,
+    lockout::burst_of_wrong_codes,
     zstack::zstack_binding_flow,
     zstack::zstack_code_lockout,
     zstack::zstack_cross_dialect,
@@ -141,4 +143,12 @@ fn sqlite_ae_credentials_need_starttls() {
 #[test]
 fn postgres_ae_credentials_need_starttls() {
     authendpoints::ae_credentials_need_starttls(Backend::Postgres)
+}
+
+/// Two instances on one PostgreSQL database hold one lockout (SQLite is one process's).
+#[test]
+fn postgres_lockout_on_two_instances() {
+    if let Some(s) = Server::start(Backend::Postgres, "lockout_on_two_instances") {
+        lockout::burst_on_two_instances(s)
+    }
 }

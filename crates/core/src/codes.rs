@@ -403,6 +403,8 @@ fn settle(
     (code_id, purpose, channel): (&str, CodePurpose, Channel),
     delivered: bool,
 ) -> CoreResult<()> {
+    // One user's sends settle in turn: each supersedes the others' rows.
+    lock_user(conn, &user.id)?;
     let detail = format!("{} by {}", purpose.as_str(), channel.as_str());
     if !delivered {
         diesel::delete(one_time_codes::table.find(code_id)).execute(conn)?;

@@ -8,8 +8,9 @@
 //!   (locked on PostgreSQL; SQLite has one writer) while the code is evaluated and the
 //!   failure recorded: of any number of concurrent guesses, at most the policy's limit
 //!   is ever evaluated, and exactly one after each lockout ends.
-//! - [`reserve`]: a password check is argon2, far too slow to hold a lock over, so each
-//!   attempt counts as a failure up front and a success clears the counter.
+//! - [`check`] before and [`record`] after: a password check is argon2, far too slow to
+//!   hold a lock (or a connection) over, so concurrent password guesses can pass the
+//!   check together; how many can is bounded by how many argon2 checks run at once.
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text};
@@ -143,19 +144,30 @@ fn record_failure(
     Ok(new_lockout)
 }
 
-/// Counts an attempt that is checked outside any transaction (a password) as a failure
-/// before it is checked, in one transaction with the lockout check: `Err(Locked)` while
-/// locked, else the lockout this attempt started, if any. A success must [`clear`].
-pub(crate) fn reserve(
+/// `Err(Locked)` while `key` is locked out at `now` (a read: see [`record`]).
+pub(crate) fn check(conn: &mut DbConnection, key: &str, now: i64) -> CoreResult<()> {
+    let locked_until: Option<i64> = throttles::table
+        .find(key)
+        .select(throttles::locked_until)
+        .get_result(conn)
+        .optional()?;
+    match locked_until {
+        Some(until) if until > now => Err(CoreError::Locked {
+            retry_after: until - now,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Counts one failure of a check made outside the transaction (a password), in one
+/// transaction under the counter's lock; returns the lockout end when it started one.
+pub(crate) fn record(
     conn: &mut DbConnection,
     policy: &Policy,
     key: &str,
     now: i64,
 ) -> CoreResult<Option<i64>> {
-    write_tx(conn, |conn| {
-        hold(conn, key, now)?;
-        record_failure(conn, policy, key, now)
-    })
+    write_tx(conn, |conn| record_failure(conn, policy, key, now))
 }
 
 /// Forgets the failures of `key` (after a success).

@@ -273,11 +273,9 @@ impl Core {
         }
     }
 
-    /// Checks a username and password under the password brute-force limit. The attempt
-    /// is counted before argon2 runs (a success clears the count), so concurrent
-    /// guesses never get past the limit. Unknown users cost the same argon2 work as
-    /// known ones and give the same error. Argon2 runs between two short database
-    /// steps, never while holding a connection.
+    /// Checks a username and password under the password brute-force limit. Unknown
+    /// users cost the same argon2 work as known ones and give the same error. Argon2
+    /// runs between two short database steps, never while holding a connection.
     pub(crate) async fn authenticate(
         &self,
         origin: &Origin,
@@ -286,10 +284,10 @@ impl Core {
     ) -> CoreResult<User> {
         let key = lockout::password_key(username);
         let (k, name) = (key.clone(), username.to_string());
-        let (row, lockout_started) = self
+        let row = self
             .run(move |inner, conn| {
-                let started = lockout::reserve(conn, &PASSWORD, &k, inner.now())?;
-                Ok((find_by_username(conn, &name)?, started))
+                lockout::check(conn, &k, inner.now())?;
+                find_by_username(conn, &name)
             })
             .await?;
         let hash = row.as_ref().and_then(|r| r.password_hash.clone());
@@ -314,23 +312,12 @@ impl Core {
                 };
                 write_tx(conn, |conn| {
                     let subject = row.as_ref().map(UserRow::subject);
-                    audit::record(
-                        inner,
-                        conn,
-                        &origin,
-                        "login.password_failed",
-                        subject,
-                        Some(detail),
-                    )?;
-                    if lockout_started.is_some() {
-                        audit::record(
-                            inner,
-                            conn,
-                            &origin,
-                            "login.locked",
-                            subject,
-                            Some("password"),
-                        )?;
+                    let locked = lockout::record(conn, &PASSWORD, &key, inner.now())?;
+                    let failed = "login.password_failed";
+                    audit::record(inner, conn, &origin, failed, subject, Some(detail))?;
+                    if locked.is_some() {
+                        let password = Some("password");
+                        audit::record(inner, conn, &origin, "login.locked", subject, password)?;
                     }
                     Ok(())
                 })?;

@@ -1509,6 +1509,125 @@ async fn opt_in_proves_the_authenticator(e: Env) {
     );
 }
 
+/// The code lockout is exact under concurrency: of 200 concurrent wrong codes exactly
+/// five are evaluated, and after each lockout ends exactly one guess of a new burst is
+/// (and starts the next, longer lockout).
+async fn lockout_is_exact_under_concurrency(e: Env) {
+    let u = e.user("lou", false).await;
+    let secret = e.enroll(&u).await;
+    let bad = wrong(&e.code(&secret, 0));
+    let burst = |n: usize| {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let (core, id, code) = (e.core.clone(), u.id.clone(), bad.clone());
+                tokio::spawn(async move { core.verify_totp(origin(), id, code).await })
+            })
+            .collect();
+        async move {
+            let (mut wrong, mut locked) = (0, 0);
+            for t in tasks {
+                match t.await.unwrap() {
+                    Err(CoreError::IncorrectCode) => wrong += 1,
+                    Err(CoreError::Locked { .. }) => locked += 1,
+                    other => panic!("{other:?}"),
+                }
+            }
+            (wrong, locked)
+        }
+    };
+    assert_eq!(burst(200).await, (5, 195));
+    e.clock.advance(31); // the first lockout is 30 s
+    assert_eq!(burst(50).await, (1, 49));
+    e.clock.advance(61); // the second, 60 s
+    assert_eq!(burst(50).await, (1, 49));
+}
+
+/// Reset removes every kind of factor (TOTP, email, SMS), voids pending codes and ends
+/// the user's sessions.
+async fn reset_removes_every_factor(e: Env) {
+    let session = |name: &'static str| {
+        let core = e.core.clone();
+        async move {
+            match core
+                .sign_in(origin(), name.into(), format!("{name}-pw").into())
+                .await
+            {
+                Ok(SignIn::Complete(s)) => s,
+                other => panic!("{other:?}"),
+            }
+        }
+    };
+    let tom = e.user("tom", false).await;
+    let tom_session = session("tom").await;
+    e.enroll(&tom).await;
+    let eve = e.user_with_email("eve").await;
+    let eve_session = session("eve").await;
+    e.send(&eve, CodePurpose::EnableTwoFactor).await.unwrap();
+    let enable = e.last_code();
+    e.core
+        .enable_email_two_factor(origin(), eve.id.clone(), enable)
+        .await
+        .unwrap();
+    e.send(&eve, CodePurpose::Login).await.unwrap();
+    let pending_login = e.last_code();
+    let sid = e.user("sid", false).await;
+    let sid_session = session("sid").await;
+    let pid = e
+        .core
+        .sms_opt_in(origin(), sid.id.clone(), "0499123456".into(), None, text())
+        .await
+        .unwrap();
+    let (_, code) = e.last_sms();
+    e.core
+        .sms_verify_opt_in(origin(), sid.id.clone(), pid, code)
+        .await
+        .unwrap();
+    for (user, old) in [
+        (&tom, &tom_session),
+        (&eve, &eve_session),
+        (&sid, &sid_session),
+    ] {
+        assert!(e.core.second_factors(user.id.clone()).await.unwrap().any());
+        e.core
+            .reset_second_factors(origin(), Actor::Operator, user.username.clone())
+            .await
+            .unwrap();
+        assert!(
+            !e.core.second_factors(user.id.clone()).await.unwrap().any(),
+            "{}",
+            user.username
+        );
+        assert_eq!(
+            e.core.totp_state(user.id.clone()).await.unwrap(),
+            FactorState::None
+        );
+        assert!(
+            matches!(
+                e.core
+                    .refresh_session(origin(), old.refresh_token.clone(), None)
+                    .await,
+                Err(CoreError::InvalidToken)
+            ),
+            "{}'s session ended",
+            user.username
+        );
+        let name = user.username.clone();
+        assert!(matches!(
+            e.core
+                .sign_in(origin(), name.clone(), format!("{name}-pw").into())
+                .await,
+            Ok(SignIn::Complete(_))
+        ));
+    }
+    // The code emailed before the reset is void.
+    assert!(matches!(
+        e.core
+            .redeem_code(origin(), eve.id.clone(), CodePurpose::Login, pending_login)
+            .await,
+        Err(CoreError::IncorrectCode)
+    ));
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1553,4 +1672,6 @@ on_both_backends!(
     concurrent_opt_ins_of_one_user,
     files_and_ws_keys,
     opt_in_proves_the_authenticator,
+    lockout_is_exact_under_concurrency,
+    reset_removes_every_factor,
 );

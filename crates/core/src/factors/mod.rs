@@ -9,18 +9,11 @@ pub mod email;
 pub mod sms;
 pub mod totp;
 
+pub use totp::FactorState;
+
 use crate::codes;
 use crate::db::DbConnection;
 use crate::{Core, CoreError, CoreResult};
-
-/// Where a factor is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FactorState {
-    None,
-    /// Enrolment begun, not yet confirmed with a code.
-    Pending,
-    Active,
-}
 
 /// The second factors a user has turned on (active ones only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -9,7 +9,7 @@
 
 use diesel::prelude::*;
 
-use super::Factors;
+use super::totp::{self, FactorState};
 use crate::audit;
 use crate::codes::{self, redeem, CodeFormat, CodePurpose, Destination, Send};
 use crate::db::schema::{one_time_codes, sms_factors, users};
@@ -344,7 +344,7 @@ impl Core {
                 match sms_factor(conn, &user.id)? {
                     None => Err(CoreError::NoSecondFactor),
                     Some(f) if !f.active => delete(conn, &user.id).map(|()| None),
-                    Some(_) => Ok(Some(Factors::load(conn, &user.id)?.totp)),
+                    Some(_) => Ok(Some(totp::state(conn, &user.id)? == FactorState::Active)),
                 }
             })
             .await?;

@@ -6,7 +6,6 @@
 
 use diesel::prelude::*;
 
-use super::FactorState;
 use crate::audit;
 use crate::db::schema::{totp_factors, users};
 use crate::db::{write_tx, DbConnection};
@@ -16,6 +15,15 @@ use crate::passwords::Password;
 use crate::random::random_hex;
 use crate::users::{live_user, UserRow};
 use crate::{Core, CoreError, CoreResult, Inner, Origin};
+
+/// Where a user's authenticator is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorState {
+    None,
+    /// Enrolment begun, not yet confirmed with a code.
+    Pending,
+    Active,
+}
 
 /// A user's TOTP factor as dialects show it.
 #[derive(Debug, Clone)]
