@@ -178,6 +178,33 @@ fn totp_filter(c: &Condition<TotpField>) -> CoreResult<Filter<TotpSource>> {
     })
 }
 
+type TotpQuery =
+    diesel::dsl::IntoBoxed<'static, diesel::dsl::InnerJoin<totp_factors::table, users::table>, Db>;
+
+/// The query in `sort`'s order (creation by default).
+fn ordered(q: TotpQuery, sort: Option<&Sort<TotpField>>) -> TotpQuery {
+    let Some(s) = sort else {
+        return q.order(totp_factors::created_at.asc());
+    };
+    macro_rules! by {
+        ($e:expr) => {
+            if s.ascending {
+                q.order($e.asc())
+            } else {
+                q.order($e.desc())
+            }
+        };
+    }
+    match s.field {
+        TotpField::Id => by!(totp_factors::id),
+        TotpField::UserId => by!(totp_factors::user_id),
+        TotpField::Username => by!(users::username),
+        TotpField::Active => by!(totp_factors::active),
+        TotpField::CreatedAt => by!(totp_factors::created_at),
+        TotpField::UpdatedAt => by!(updated_at!()),
+    }
+}
+
 impl Core {
     /// TOTP factors matching `spec`. Admins see every user's; anyone else only their
     /// own. Secrets of active factors are never returned.
@@ -206,29 +233,7 @@ impl Core {
             };
             let mut rows = Vec::new();
             if spec.rows {
-                let q = filtered()?;
-                let q = match &spec.sort {
-                    None => q.order(totp_factors::created_at.asc()),
-                    Some(s) => {
-                        macro_rules! by {
-                            ($e:expr) => {
-                                if s.ascending {
-                                    q.order($e.asc())
-                                } else {
-                                    q.order($e.desc())
-                                }
-                            };
-                        }
-                        match s.field {
-                            TotpField::Id => by!(totp_factors::id),
-                            TotpField::UserId => by!(totp_factors::user_id),
-                            TotpField::Username => by!(users::username),
-                            TotpField::Active => by!(totp_factors::active),
-                            TotpField::CreatedAt => by!(totp_factors::created_at),
-                            TotpField::UpdatedAt => by!(updated_at!()),
-                        }
-                    }
-                };
+                let q = ordered(filtered()?, spec.sort.as_ref());
                 let found: Vec<FactorRow> = q
                     .then_order_by(totp_factors::id.asc())
                     .limit(spec.limit.max(0))
