@@ -3,33 +3,41 @@
 //! JwtBearer scheme in front of protected actions.
 
 use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, FromRequest, HttpRequest};
-use futures_util::StreamExt;
+use actix_web::{FromRequest, HttpRequest};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use twofa_core::{CodeFormat, CodePurpose, Core, Origin, Template};
+use twofa_web::{read_body, WebError};
 
 use crate::error::ApiError;
 use crate::{tokens, AuthEndpointsSettings, DIALECT};
 
 pub(crate) fn core(req: &HttpRequest) -> Result<Core, ApiError> {
-    req.app_data::<web::Data<Core>>()
-        .map(|c| c.get_ref().clone())
-        .ok_or(ApiError::Internal)
+    twofa_web::core(req)
 }
 
 pub(crate) fn settings(req: &HttpRequest) -> AuthEndpointsSettings {
-    req.app_data::<web::Data<AuthEndpointsSettings>>()
-        .map(|s| s.get_ref().clone())
-        .unwrap_or_default()
+    twofa_web::settings(req)
 }
 
-/// The audit origin: this dialect and the peer address.
 pub(crate) fn origin(req: &HttpRequest) -> Origin {
-    Origin::new(DIALECT, req.peer_addr().map(|a| a.ip().to_string()))
+    twofa_web::origin(req, DIALECT)
+}
+
+impl WebError for ApiError {
+    fn no_core() -> Self {
+        ApiError::Internal
+    }
+    fn unreadable_body(_: PayloadError) -> Self {
+        ApiError::validation("", "The request body could not be read.")
+    }
+    fn body_too_large() -> Self {
+        ApiError::Problem(StatusCode::PAYLOAD_TOO_LARGE)
+    }
 }
 
 /// Emails the user a fresh code of `purpose` rendered into `template`.
@@ -182,20 +190,12 @@ impl<T: Dto + 'static> FromRequest for Json<T> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(is_json);
-        let mut payload = payload.take();
+        let payload = payload.take();
         Box::pin(async move {
             if !json {
                 return Err(ApiError::Problem(StatusCode::UNSUPPORTED_MEDIA_TYPE));
             }
-            let mut body = Vec::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk
-                    .map_err(|_| ApiError::validation("", "The request body could not be read."))?;
-                if body.len() + chunk.len() > limit {
-                    return Err(ApiError::Problem(StatusCode::PAYLOAD_TOO_LARGE));
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body = read_body::<ApiError, _>(payload, limit).await?;
             bind::<T>(&body).map(Json)
         })
     }
@@ -211,13 +211,7 @@ impl FromRequest for Authenticated {
     type Future = Boxed<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let token = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim().to_string());
+        let token = twofa_web::bearer(req);
         let core = core(req);
         let settings = settings(req);
         Box::pin(async move {

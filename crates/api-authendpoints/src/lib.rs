@@ -13,8 +13,8 @@ mod users;
 pub mod wire;
 
 use actix_web::web;
-use twofa_core::openapi::BearerJwt;
 use twofa_core::{Core, Template};
+use twofa_web::openapi::BearerJwt;
 use utoipa::OpenApi;
 
 pub use tokens::NAME_CLAIM;

@@ -4,14 +4,15 @@
 //! matched case-insensitively, and the two ways to authenticate a `/User/...` call
 //! (OAuth bearer token or legacy `WsAccessKey`, both with a `FileId`).
 
+use actix_web::error::PayloadError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
-use futures_util::StreamExt;
 use quick_xml::events::Event;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use twofa_core::{Core, Origin};
+use twofa_web::WebError;
 
 use crate::error::ApiError;
 use crate::wire::{xml_document, XmlBody};
@@ -98,29 +99,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub(crate) async fn new(req: HttpRequest, mut payload: web::Payload) -> Result<Ctx, ApiError> {
-        let core = req
-            .app_data::<web::Data<Core>>()
-            .map(|c| c.get_ref().clone())
-            .ok_or(ApiError::Internal)?;
-        let settings = req
-            .app_data::<web::Data<SaasuSettings>>()
-            .map(|s| s.get_ref().clone())
-            .unwrap_or_default();
+    pub(crate) async fn new(req: HttpRequest, payload: web::Payload) -> Result<Ctx, ApiError> {
+        let core = twofa_web::core::<ApiError>(&req)?;
+        let settings: SaasuSettings = twofa_web::settings(&req);
         let format = Format::negotiate(&req);
         let query = serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
-        let mut body = Vec::new();
-        while let Some(chunk) = payload.next().await {
-            let chunk = chunk
-                .map_err(|_| ApiError::invalid("request", "The request body could not be read."))?;
-            if body.len() + chunk.len() > settings.max_body_bytes {
-                return Err(ApiError::Message(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "The request body is too large.".into(),
-                ));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = twofa_web::read_body::<ApiError, _>(payload, settings.max_body_bytes).await?;
         Ok(Ctx {
             req,
             core,
@@ -133,18 +117,12 @@ impl Ctx {
 
     /// The audit origin: this dialect and the peer address.
     pub fn origin(&self) -> Origin {
-        Origin::new(DIALECT, self.req.peer_addr().map(|a| a.ip().to_string()))
+        twofa_web::origin(&self.req, DIALECT)
     }
 
     /// The token of `Authorization: Bearer <token>`.
     pub fn bearer(&self) -> Option<String> {
-        self.req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim().to_string())
+        twofa_web::bearer(&self.req)
     }
 
     /// A query parameter, its name matched case-insensitively (first one wins).
@@ -440,6 +418,21 @@ impl Errors {
         } else {
             Err(ApiError::Invalid(self.0))
         }
+    }
+}
+
+impl WebError for ApiError {
+    fn no_core() -> Self {
+        ApiError::Internal
+    }
+    fn unreadable_body(_: PayloadError) -> Self {
+        ApiError::invalid("request", "The request body could not be read.")
+    }
+    fn body_too_large() -> Self {
+        ApiError::Message(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "The request body is too large.".into(),
+        )
     }
 }
 

@@ -13,8 +13,8 @@ pub mod wire;
 
 use actix_web::http::{Method, StatusCode};
 use actix_web::{guard, web, HttpRequest, HttpResponse};
-use twofa_core::openapi::BearerJwt;
 use twofa_core::{Core, Template};
+use twofa_web::openapi::BearerJwt;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 

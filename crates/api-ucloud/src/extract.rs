@@ -2,13 +2,15 @@
 
 use actix_multipart::Multipart;
 use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
 use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpRequest};
-use futures_util::{StreamExt, TryStreamExt};
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::TryStreamExt;
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::pin::Pin;
 use twofa_core::{AccessClaims, Core, Origin};
+use twofa_web::{read_body, WebError};
 
 use crate::error::ApiError;
 use crate::{UcloudSettings, DIALECT};
@@ -16,42 +18,29 @@ use crate::{UcloudSettings, DIALECT};
 type Boxed<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
 
 pub(crate) fn core(req: &HttpRequest) -> Result<Core, ApiError> {
-    req.app_data::<web::Data<Core>>()
-        .map(|c| c.get_ref().clone())
-        .ok_or(ApiError::Internal)
+    twofa_web::core(req)
 }
 
 pub(crate) fn settings(req: &HttpRequest) -> UcloudSettings {
-    req.app_data::<web::Data<UcloudSettings>>()
-        .map(|s| s.get_ref().clone())
-        .unwrap_or_default()
+    twofa_web::settings(req)
 }
 
-/// The audit origin: this dialect and the peer address (not a forwarded header,
-/// which any client can forge).
 pub(crate) fn origin(req: &HttpRequest) -> Origin {
-    Origin::new(DIALECT, req.peer_addr().map(|a| a.ip().to_string()))
+    twofa_web::origin(req, DIALECT)
 }
 
-pub(crate) fn bearer(req: &HttpRequest) -> Option<String> {
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_string())
-}
+pub(crate) use twofa_web::bearer;
 
-/// Reads the whole body, refusing more than the configured limit.
-async fn read_body(mut payload: Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|_| ApiError::BadRequest)?;
-        if body.len() + chunk.len() > limit {
-            return Err(ApiError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
+impl WebError for ApiError {
+    fn no_core() -> Self {
+        ApiError::Internal
     }
-    Ok(body)
+    fn unreadable_body(_: PayloadError) -> Self {
+        ApiError::BadRequest
+    }
+    fn body_too_large() -> Self {
+        ApiError::TooLarge
+    }
 }
 
 /// A JSON body, parsed whatever the Content-Type says (the published curl example
@@ -66,7 +55,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
         let limit = settings(req).max_body_bytes;
         let payload = payload.take();
         Box::pin(async move {
-            let body = read_body(payload, limit).await?;
+            let body = read_body::<ApiError, _>(payload, limit).await?;
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Err(ApiError::NoBody);
             }
@@ -101,7 +90,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for FormBody<T> {
             if is_multipart {
                 fields.extend(multipart_fields(Multipart::new(&headers, payload), limit).await?);
             } else {
-                let body = read_body(payload, limit).await?;
+                let body = read_body::<ApiError, _>(payload, limit).await?;
                 let parsed: Vec<(String, String)> =
                     serde_urlencoded::from_bytes(&body).map_err(|_| ApiError::BadRequest)?;
                 fields.extend(parsed);

@@ -11,8 +11,8 @@ mod twofactor;
 pub mod wire;
 
 use actix_web::web;
-use twofa_core::openapi::BearerJwt;
 use twofa_core::Core;
+use twofa_web::openapi::BearerJwt;
 use utoipa::OpenApi;
 
 pub const DIALECT: &str = "ucloud";

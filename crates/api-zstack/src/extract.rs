@@ -2,32 +2,40 @@
 //! bodies (`{"<action>": {...}, "systemTags": [...]}`) and query-string parameters.
 
 use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
 use actix_web::http::header;
-use actix_web::{web, FromRequest, HttpRequest};
-use futures_util::StreamExt;
+use actix_web::{FromRequest, HttpRequest};
 use serde_json::{Map, Value};
 use std::future::Future;
 use std::pin::Pin;
 use twofa_core::{Core, Origin, Session};
+use twofa_web::{read_body, WebError};
 
 use crate::error::{ApiError, Code};
 use crate::{ZstackSettings, DIALECT};
 
 pub(crate) fn core(req: &HttpRequest) -> Result<Core, ApiError> {
-    req.app_data::<web::Data<Core>>()
-        .map(|c| c.get_ref().clone())
-        .ok_or_else(|| ApiError::api(Code::Sys1000, "core not configured"))
+    twofa_web::core(req)
 }
 
 pub(crate) fn settings(req: &HttpRequest) -> ZstackSettings {
-    req.app_data::<web::Data<ZstackSettings>>()
-        .map(|s| s.get_ref().clone())
-        .unwrap_or_default()
+    twofa_web::settings(req)
 }
 
-/// The audit origin: this dialect and the peer address (not a forwarded header).
 pub(crate) fn origin(req: &HttpRequest) -> Origin {
-    Origin::new(DIALECT, req.peer_addr().map(|a| a.ip().to_string()))
+    twofa_web::origin(req, DIALECT)
+}
+
+impl WebError for ApiError {
+    fn no_core() -> Self {
+        ApiError::api(Code::Sys1000, "core not configured")
+    }
+    fn unreadable_body(error: PayloadError) -> Self {
+        ApiError::bad_request(error.to_string())
+    }
+    fn body_too_large() -> Self {
+        ApiError::bad_request("request body too large")
+    }
 }
 
 /// The session uuid from `Authorization: OAuth <uuid>`; its validity is checked later
@@ -76,16 +84,9 @@ impl FromRequest for ActionBody {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let limit = settings(req).max_body_bytes;
-        let mut payload = payload.take();
+        let payload = payload.take();
         Box::pin(async move {
-            let mut body = Vec::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| ApiError::bad_request(e.to_string()))?;
-                if body.len() + chunk.len() > limit {
-                    return Err(ApiError::bad_request("request body too large"));
-                }
-                body.extend_from_slice(&chunk);
-            }
+            let body: Vec<u8> = read_body::<ApiError, _>(payload, limit).await?;
             match serde_json::from_slice(&body) {
                 Ok(Value::Object(map)) => Ok(ActionBody(map)),
                 _ => Err(ApiError::bad_request(format!(

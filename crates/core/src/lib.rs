@@ -27,7 +27,6 @@ pub mod crypto;
 pub mod db;
 pub mod delivery;
 pub mod error;
-pub mod openapi;
 pub mod otp;
 pub mod passwords;
 pub mod random;

@@ -1,4 +1,4 @@
-//! The one OpenAPI piece several dialects share (documentation only, no HTTP): the
+//! The one OpenAPI piece several dialects share: the
 //! bearer scheme of their JWT access tokens, so Swagger UI can send one.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
