@@ -12,20 +12,30 @@ use crate::DIALECT;
 
 const CSRF_HEADER: &str = "X-CSRFToken";
 
-/// A UCloud access token: the core claims plus the ones UCloud clients read.
+/// A UCloud access token: the core claims (`sub`, `uid`, `iss`, `iat`, `exp`) plus the
+/// claim set UCloud's own backend issues (its `JWTFactory`: `role`, `principalType`,
+/// `aud`, `extendedByChain`, `publicSessionReference`, the person's `firstNames` and
+/// `lastName`) and the ones the web client reads (`email`, `twoFactorAuthentication`,
+/// `serviceLicenseAgreement`). The web client's `parseJWT`
+/// (`frontend-web/webclient/app/Authentication/lib.ts`) drops any token without `sub`,
+/// `uid`, `aud`, `role`, `iss`, `exp`, `extendedByChain`, `iat` and `principalType`.
 pub(crate) fn access_token(req: &HttpRequest, session: &Session) -> Result<String, ApiError> {
+    let user = &session.user;
     let mut extra = Map::new();
-    extra.insert(
-        "role".into(),
-        json!(if session.user.is_admin {
-            "ADMIN"
-        } else {
-            "USER"
-        }),
-    );
+    let role = if user.is_admin { "ADMIN" } else { "USER" };
+    extra.insert("role".into(), json!(role));
     extra.insert("principalType".into(), json!("password"));
-    extra.insert("twoFactorAuthentication".into(), Value::Bool(session.mfa));
+    extra.insert("aud".into(), json!(["all:write"]));
+    extra.insert("extendedByChain".into(), json!([]));
     extra.insert("publicSessionReference".into(), json!(session.id));
+    // No separate names are kept; UCloud's person always has both claims.
+    extra.insert("firstNames".into(), json!(user.username));
+    extra.insert("lastName".into(), json!(""));
+    if let Some(email) = &user.email {
+        extra.insert("email".into(), json!(email));
+    }
+    extra.insert("twoFactorAuthentication".into(), Value::Bool(session.mfa));
+    extra.insert("serviceLicenseAgreement".into(), Value::Bool(true));
     Ok(core(req)?.access_token(session, DIALECT, extra)?)
 }
 
