@@ -3,12 +3,12 @@
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
-use twofa_core::{Password, SignIn, SmsLogin};
+use twofa_core::{LoginName, Password, SignIn, SmsLogin};
 
 use crate::error::ApiError;
 use crate::extract::{Ctx, Errors};
 use crate::tokens;
-use crate::wire::{BaseResponseModel, HttpError, OAuthError, TokenGrant, TokenRequest};
+use crate::wire::{HttpError, OAuthError, PingResult, TokenGrant, TokenRequest};
 
 /// The fields of a token request, bound case-insensitively from JSON, XML or a form.
 struct Grant {
@@ -101,7 +101,7 @@ pub async fn token(ctx: &Ctx) -> Result<HttpResponse, ApiError> {
     let (username, password) = password_grant(&grant)?;
     match ctx
         .core
-        .sign_in(ctx.origin(), username, password)
+        .sign_in(ctx.origin(), LoginName::username_or_email(username), password)
         .await
         .map_err(ApiError::from_oauth)?
     {
@@ -136,7 +136,7 @@ pub async fn token_2fa(ctx: &Ctx) -> Result<HttpResponse, ApiError> {
         .core
         .sms_login(
             ctx.origin(),
-            username,
+            LoginName::username_or_email(username),
             password,
             grant.verification_code.clone(),
             ctx.settings.sms_login.clone(),
@@ -203,7 +203,7 @@ pub async fn refresh(ctx: &Ctx) -> Result<HttpResponse, ApiError> {
     path = "/authorisation/ping",
     tag = "authorisation",
     responses(
-        (status = 200, body = BaseResponseModel),
+        (status = 200, body = PingResult, description = "`true`"),
         (status = 401, body = HttpError),
     ),
     security(("bearer" = []))
@@ -211,11 +211,5 @@ pub async fn refresh(ctx: &Ctx) -> Result<HttpResponse, ApiError> {
 pub async fn ping(ctx: &Ctx) -> Result<HttpResponse, ApiError> {
     let token = ctx.bearer().ok_or(ApiError::Unauthorized)?;
     tokens::verify(ctx, &token).await?;
-    Ok(ctx.format.reply(
-        StatusCode::OK,
-        &BaseResponseModel {
-            status_message: Some("The access token is valid.".into()),
-            links: Vec::new(),
-        },
-    ))
+    Ok(ctx.format.reply(StatusCode::OK, &PingResult(true)))
 }

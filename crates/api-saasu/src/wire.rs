@@ -283,3 +283,17 @@ mod tests {
         .contains("<ProviderUserId>7</ProviderUserId></OptInTo2FAResult>"));
     }
 }
+
+/// The answer of `GET authorisation/ping` for a valid token: a bare boolean, as Saasu's
+/// help page documents it (JSON `true`; XML `<boolean>true</boolean>` as `XmlSerializer`
+/// writes a `bool`).
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(transparent)]
+pub struct PingResult(pub bool);
+
+impl XmlBody for PingResult {
+    const ROOT: &'static str = "boolean";
+    fn write_children(&self, out: &mut String) {
+        out.push_str(if self.0 { "true" } else { "false" });
+    }
+}

@@ -48,7 +48,7 @@ pub use passwords::Password;
 pub use random::{OsRandom, RandomSource, SeededRandom};
 pub use tokens::jwt::AccessClaims;
 pub use tokens::sessions::Session;
-pub use users::{Actor, NewUser, User};
+pub use users::{Actor, LoginName, NewUser, User};
 
 use crypto::SecretBox;
 use db::{Backend, DbConnection, DbPool};

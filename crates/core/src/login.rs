@@ -18,7 +18,7 @@ use crate::factors::totp::{self, FactorRow};
 use crate::factors::{self, sms, Carries, Factors, Needs};
 use crate::passwords::Password;
 use crate::tokens::sessions::{self, Session};
-use crate::users::{find_by_id, live_user};
+use crate::users::{find_by_id, live_user, LoginName};
 use crate::{Core, CoreError, CoreResult, Origin, User};
 
 /// The result of [`Core::sign_in`].
@@ -72,10 +72,10 @@ impl Core {
     pub async fn sign_in(
         &self,
         origin: Origin,
-        username: String,
+        username: impl Into<LoginName>,
         password: Password,
     ) -> CoreResult<SignIn> {
-        let user = self.authenticate(&origin, &username, password).await?;
+        let user = self.authenticate(&origin, username, password).await?;
         self.run(move |inner, conn| {
             let factors = Factors::load(conn, &user.id)?;
             if factors.any() {
@@ -193,7 +193,7 @@ impl Core {
     pub async fn sms_login(
         &self,
         origin: Origin,
-        username: String,
+        username: impl Into<LoginName>,
         password: Password,
         code: Option<String>,
         template: Template,

@@ -95,6 +95,54 @@ pub struct NewUser {
     pub is_admin: bool,
 }
 
+/// The name a user signs in with: their username, or, where a dialect's clients send
+/// it (Saasu), their username or email address (case-insensitive). A plain `String` is
+/// a username.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginName {
+    pub name: String,
+    pub or_email: bool,
+}
+
+impl LoginName {
+    /// `name` as a username, or else as the email address of exactly one user.
+    pub fn username_or_email(name: String) -> Self {
+        LoginName {
+            name,
+            or_email: true,
+        }
+    }
+}
+
+impl From<String> for LoginName {
+    fn from(name: String) -> Self {
+        LoginName {
+            name,
+            or_email: false,
+        }
+    }
+}
+
+impl From<&str> for LoginName {
+    fn from(name: &str) -> Self {
+        name.to_string().into()
+    }
+}
+
+impl From<&String> for LoginName {
+    fn from(name: &String) -> Self {
+        name.clone().into()
+    }
+}
+
+/// The user `login` names: by username, then (when allowed) by email.
+fn find_for_login(conn: &mut DbConnection, login: &LoginName) -> CoreResult<Option<UserRow>> {
+    match find_by_username(conn, &login.name)? {
+        None if login.or_email && login.name.contains('@') => find_by_email(conn, &login.name),
+        row => Ok(row),
+    }
+}
+
 /// Who asks for a privileged operation.
 #[derive(Debug, Clone)]
 pub enum Actor {
@@ -273,21 +321,25 @@ impl Core {
         }
     }
 
-    /// Checks a username and password under the password brute-force limit. Unknown
-    /// users cost the same argon2 work as known ones and give the same error. Argon2
+    /// Checks a login name and password under the password brute-force limit (one
+    /// limit per user, by username or email). Unknown users cost the same argon2 work
+    /// as known ones and give the same error. Argon2
     /// runs between two short database steps, never while holding a connection.
     pub(crate) async fn authenticate(
         &self,
         origin: &Origin,
-        username: &str,
+        login: impl Into<LoginName>,
         password: Password,
     ) -> CoreResult<User> {
-        let key = lockout::password_key(username);
-        let (k, name) = (key.clone(), username.to_string());
-        let row = self
+        let login = login.into();
+        let (key, row) = self
             .run(move |inner, conn| {
-                lockout::check(conn, &k, inner.now())?;
-                find_by_username(conn, &name)
+                let row = find_for_login(conn, &login)?;
+                // One password limit per user, whichever name they are addressed by.
+                let name = row.as_ref().map_or(login.name.as_str(), |r| &r.username);
+                let key = lockout::password_key(name);
+                lockout::check(conn, &key, inner.now())?;
+                Ok((key, row))
             })
             .await?;
         let hash = row.as_ref().and_then(|r| r.password_hash.clone());

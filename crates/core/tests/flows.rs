@@ -1057,7 +1057,7 @@ async fn one_time_codes(e: Env) {
     // The password alone no longer signs in, on any dialect.
     assert!(matches!(
         e.core
-            .sign_in(origin(), "olga".into(), "olga-pw".into())
+            .sign_in(origin(), "olga", "olga-pw".into())
             .await
             .unwrap(),
         SignIn::SecondFactorRequired { .. }
@@ -1287,13 +1287,12 @@ async fn sms_factor_rules(e: Env) {
         Err(CoreError::NoSecondFactor)
     ));
     assert!(matches!(
-        e.core.sign_in(origin(), "sam".into(), pw()).await.unwrap(),
+        e.core.sign_in(origin(), "sam", pw()).await.unwrap(),
         SignIn::SecondFactorRequired { .. }
     ));
 
     // Login codes: texted on request, expire, single use, purpose-bound.
-    let sms_login =
-        |code: Option<String>| e.core.sms_login(origin(), "sam".into(), pw(), code, text());
+    let sms_login = |code: Option<String>| e.core.sms_login(origin(), "sam", pw(), code, text());
     assert!(matches!(sms_login(None).await.unwrap(), SmsLogin::CodeSent));
     let (_, old) = e.last_sms();
     e.clock.advance(601);
@@ -1549,7 +1548,7 @@ async fn reset_removes_every_factor(e: Env) {
         let core = e.core.clone();
         async move {
             match core
-                .sign_in(origin(), name.into(), format!("{name}-pw").into())
+                .sign_in(origin(), name, format!("{name}-pw").into())
                 .await
             {
                 Ok(SignIn::Complete(s)) => s,
