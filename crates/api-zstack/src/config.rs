@@ -32,31 +32,39 @@ pub async fn update_twofa_enable(
     let path = "/v1/global-configurations/twofa/twofa.enable/actions";
     let req = &req;
     let work = |action: Action, session: Session| async move {
-        let value = action.string("value")?.unwrap_or_default().to_lowercase();
-        if value != "true" && value != "false" {
-            return Err(ApiError::api(
-                Code::Sys1007,
-                format!("[{value}] is not a boolean value of global config[twofa.enable]"),
-            ));
-        }
-        core(req)?
-            .set_setting(
-                origin(req),
-                Actor::User(session.user.id),
-                ENABLE_KEY.into(),
-                value.clone(),
-            )
-            .await?;
-        Ok(InventoryReply {
-            inventory: GlobalConfigInventory {
-                category: "twofa".into(),
-                name: ENABLE_KEY.into(),
-                value,
-                default_value: "false".into(),
-                description: "whether every ZStack login needs a two-factor authentication code"
-                    .into(),
-            },
-        })
+        update_enable(req, session, action.string("value")?).await
     };
     async_action(req, auth, body, ("updateGlobalConfig", path), work).await
+}
+
+/// Sets `twofa.enable` by an admin `session` (REST and message API).
+pub(crate) async fn update_enable(
+    req: &HttpRequest,
+    session: Session,
+    value: Option<String>,
+) -> Result<InventoryReply<GlobalConfigInventory>, ApiError> {
+    let value = value.unwrap_or_default().to_lowercase();
+    if value != "true" && value != "false" {
+        return Err(ApiError::api(
+            Code::Sys1007,
+            format!("[{value}] is not a boolean value of global config[twofa.enable]"),
+        ));
+    }
+    core(req)?
+        .set_setting(
+            origin(req),
+            Actor::User(session.user.id),
+            ENABLE_KEY.into(),
+            value.clone(),
+        )
+        .await?;
+    Ok(InventoryReply {
+        inventory: GlobalConfigInventory {
+            category: "twofa".into(),
+            name: ENABLE_KEY.into(),
+            value,
+            default_value: "false".into(),
+            description: "whether every ZStack login needs a two-factor authentication code".into(),
+        },
+    })
 }

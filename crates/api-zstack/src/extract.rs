@@ -159,6 +159,25 @@ impl Action {
         }
     }
 
+    /// A field as it was sent.
+    pub fn object_value(&self, field: &str) -> Option<&Value> {
+        self.fields.get(field)
+    }
+
+    /// An object field (e.g. a message's `session`).
+    pub fn object(&self, field: &str) -> Option<&Map<String, Value>> {
+        self.fields.get(field)?.as_object()
+    }
+
+    /// A list field; absent or null is empty, another type an error.
+    pub fn list(&self, field: &str) -> Result<&[Value], ()> {
+        match self.fields.get(field) {
+            None | Some(Value::Null) => Ok(&[]),
+            Some(Value::Array(items)) => Ok(items),
+            Some(_) => Err(()),
+        }
+    }
+
     pub fn required(&self, field: &str) -> Result<String, ApiError> {
         self.string(field)?.ok_or_else(|| mandatory(field))
     }

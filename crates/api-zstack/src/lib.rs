@@ -8,6 +8,7 @@ mod config;
 pub mod error;
 mod extract;
 mod jobs;
+mod message;
 pub mod query;
 mod sessions;
 mod twofa;
@@ -21,6 +22,8 @@ use utoipa::{Modify, OpenApi};
 pub const DIALECT: &str = "zstack";
 /// Where the dialect is mounted.
 pub const PREFIX: &str = "/zstack/v1";
+/// Where the message API is mounted.
+pub const MESSAGE_PREFIX: &str = "/zstack/api";
 
 /// Settings of this dialect.
 #[derive(Debug, Clone)]
@@ -57,9 +60,16 @@ async fn no_creational_api() -> HttpResponse {
         .body("No creational API found for the path[/v1/twofactorauthentication/secrets]")
 }
 
-/// Mounts the dialect's routes under `/zstack/v1`.
+/// Mounts the dialect's routes under `/zstack/v1` and its message API at `/zstack/api`.
 pub fn configure(core: Core, settings: ZstackSettings) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
+        cfg.service(
+            web::scope(MESSAGE_PREFIX)
+                .app_data(web::Data::new(core.clone()))
+                .app_data(web::Data::new(settings.clone()))
+                .service(message::api)
+                .service(message::api_result),
+        );
         cfg.service(
             web::scope(PREFIX)
                 .app_data(web::Data::new(core))
@@ -102,6 +112,19 @@ impl Modify for OAuthHeader {
     }
 }
 
+/// The message API is not under `/zstack/v1`: its paths are given whole, from `/`.
+struct MessageApiServer;
+
+impl Modify for MessageApiServer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if path.starts_with(MESSAGE_PREFIX) {
+                item.servers = Some(vec![utoipa::openapi::Server::new("/")]);
+            }
+        }
+    }
+}
+
 /// The OpenAPI document of this dialect.
 #[derive(OpenApi)]
 #[openapi(
@@ -118,7 +141,9 @@ impl Modify for OAuthHeader {
         twofa::reset,
         jobs::poll,
         config::update_twofa_enable,
+        message::api,
+        message::api_result,
     ),
-    modifiers(&OAuthHeader)
+    modifiers(&OAuthHeader, &MessageApiServer)
 )]
 pub struct ZstackApi;

@@ -5,7 +5,7 @@ use serde_json::{json, Map};
 use twofa_core::{CodeLogin, Password};
 
 use crate::error::{ApiError, Code, ErrorReply};
-use crate::extract::{core, origin, settings, ActionBody};
+use crate::extract::{core, origin, settings, Action, ActionBody};
 use crate::twofa::twofa_enabled;
 use crate::wire::{InventoryReply, LoginRequest, Procedure, ProceduresReply, SessionInventory};
 
@@ -51,19 +51,28 @@ fn parse_token(token: &str) -> Result<String, ApiError> {
 #[put("/accounts/login")]
 pub async fn login(req: HttpRequest, body: ActionBody) -> Result<HttpResponse, ApiError> {
     let action = body.action("logInByAccount", "/v1/accounts/login")?;
+    Ok(HttpResponse::Ok().json(log_in(&req, &action).await?))
+}
+
+/// `LogInByAccount` over core, for the REST and the message API: `accountName`,
+/// `password` and the `twofatoken` system tag of `action`.
+pub(crate) async fn log_in(
+    req: &HttpRequest,
+    action: &Action,
+) -> Result<InventoryReply<SessionInventory>, ApiError> {
     let name = action.required("accountName")?;
     let password = action.required("password")?;
-    let core = core(&req)?;
-    let enabled = twofa_enabled(&req).await?;
+    let core = core(req)?;
+    let enabled = twofa_enabled(req).await?;
     let code = match action.tag("twofatoken") {
         None if enabled => return Err(token_needed(&name)),
         None => None,
         Some(token) => Some(parse_token(&token)?),
     };
-    let ttl = settings(&req).session_timeout;
+    let ttl = settings(req).session_timeout;
     let outcome = core
         .login_with_code(
-            origin(&req),
+            origin(req),
             name.clone(),
             Password::Sha512Hex(password),
             code,
@@ -73,9 +82,9 @@ pub async fn login(req: HttpRequest, body: ActionBody) -> Result<HttpResponse, A
         .await?;
     match outcome {
         CodeLogin::CodeRequired { .. } => Err(token_needed(&name)),
-        CodeLogin::Complete(session) => Ok(HttpResponse::Ok().json(InventoryReply {
+        CodeLogin::Complete(session) => Ok(InventoryReply {
             inventory: SessionInventory::new(&session, session.expires_at - ttl),
-        })),
+        }),
     }
 }
 
@@ -87,8 +96,13 @@ pub async fn login(req: HttpRequest, body: ActionBody) -> Result<HttpResponse, A
 )]
 #[delete("/accounts/sessions/{uuid}")]
 pub async fn logout(req: HttpRequest, uuid: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    ApiError::logout(core(&req)?.logout(origin(&req), uuid.into_inner()).await)?;
+    log_out(&req, uuid.into_inner()).await?;
     Ok(HttpResponse::Ok().json(Map::new()))
+}
+
+/// Ends the session `uuid` (REST and message API).
+pub(crate) async fn log_out(req: &HttpRequest, uuid: String) -> Result<(), ApiError> {
+    ApiError::logout(core(req)?.logout(origin(req), uuid).await)
 }
 
 /// The steps a login needs (4.6.0+). Lists two-factor authentication when
@@ -104,17 +118,22 @@ pub async fn logout(req: HttpRequest, uuid: web::Path<String>) -> Result<HttpRes
 )]
 #[get("/login/procedures")]
 pub async fn procedures(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let mut procedures = Vec::new();
-    if twofa_enabled(&req).await? {
+    Ok(HttpResponse::Ok().json(login_procedures(&req).await?))
+}
+
+/// The login procedures (REST and message API).
+pub(crate) async fn login_procedures(req: &HttpRequest) -> Result<ProceduresReply, ApiError> {
+    let mut steps = Vec::new();
+    if twofa_enabled(req).await? {
         let mut properties = Map::new();
         properties.insert("authenticationSource".into(), "GoogleAuthenticator".into());
-        procedures.push(Procedure {
+        steps.push(Procedure {
             order: 1,
             name: "twoFactorAuthentication".into(),
             properties,
         });
     }
-    Ok(HttpResponse::Ok().json(ProceduresReply { procedures }))
+    Ok(ProceduresReply { procedures: steps })
 }
 
 #[cfg(test)]

@@ -47,10 +47,15 @@ fn check_type(kind: &str) -> Result<(), ApiError> {
 )]
 #[get("/twofactorauthentication/state")]
 pub async fn state(req: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let enabled = twofa_enabled(&req).await?;
-    Ok(HttpResponse::Ok().json(StateReply {
+    Ok(HttpResponse::Ok().json(twofa_state(&req).await?))
+}
+
+/// `Enable` or `Disable` (REST and message API).
+pub(crate) async fn twofa_state(req: &HttpRequest) -> Result<StateReply, ApiError> {
+    let enabled = twofa_enabled(req).await?;
+    Ok(StateReply {
         state: if enabled { "Enable" } else { "Disable" }.into(),
-    }))
+    })
 }
 
 /// The account's TOTP secret, by name and SHA-512 password (no session).
@@ -74,14 +79,31 @@ pub async fn state(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 #[get("/twofactorauthentication/secret")]
 pub async fn get_secret(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let pairs = query_pairs(&req)?;
-    let name = first(&pairs, "name").ok_or_else(|| mandatory("name"))?;
-    let password = first(&pairs, "password").ok_or_else(|| mandatory("password"))?;
-    let kind = first(&pairs, "type").ok_or_else(|| mandatory("type"))?;
+    let reply = secret(
+        &req,
+        first(&pairs, "name"),
+        first(&pairs, "password"),
+        first(&pairs, "type"),
+    )
+    .await?;
+    Ok(HttpResponse::Ok().json(reply))
+}
+
+/// `GetTwoFactorAuthenticationSecret` (REST and message API).
+pub(crate) async fn secret(
+    req: &HttpRequest,
+    name: Option<String>,
+    password: Option<String>,
+    kind: Option<String>,
+) -> Result<InventoryReply<SecretInventory>, ApiError> {
+    let name = name.ok_or_else(|| mandatory("name"))?;
+    let password = password.ok_or_else(|| mandatory("password"))?;
+    let kind = kind.ok_or_else(|| mandatory("type"))?;
     if !matches!(kind.as_str(), "account" | "iam2") {
         check_type(&kind)?;
     }
-    let core = core(&req)?;
-    if !twofa_enabled(&req).await? {
+    let core = core(req)?;
+    if !twofa_enabled(req).await? {
         return Err(ApiError::api(
             Code::Sys1006,
             "two factor authenticator is not enabled",
@@ -89,11 +111,11 @@ pub async fn get_secret(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     }
     check_type(&kind)?;
     let factor = core
-        .pending_totp(origin(&req), name, Password::Sha512Hex(password))
+        .pending_totp(origin(req), name, Password::Sha512Hex(password))
         .await?;
-    Ok(HttpResponse::Ok().json(InventoryReply {
+    Ok(InventoryReply {
         inventory: SecretInventory::from(&factor),
-    }))
+    })
 }
 
 /// Reset an account's secret (admin session): a new `NewCreated` secret replaces the
@@ -116,22 +138,8 @@ pub async fn reset(
 ) -> Result<HttpResponse, ApiError> {
     let path = "/v1/twofactorauthentication/secrets";
     let req = &req;
-    let work = |action: Action, session: Session| async move {
-        let name = action.required("name")?;
-        let password = action.required("password")?;
-        check_type(&action.required("type")?)?;
-        let factor = core(req)?
-            .reissue_totp(
-                origin(req),
-                Actor::User(session.user.id),
-                name,
-                Password::Sha512Hex(password),
-            )
-            .await?;
-        Ok(InventoryReply {
-            inventory: SecretInventory::from(&factor),
-        })
-    };
+    let work =
+        |action: Action, session: Session| async move { reset_secret(req, session, &action).await };
     async_action(
         req,
         auth,
@@ -140,6 +148,28 @@ pub async fn reset(
         work,
     )
     .await
+}
+
+/// `ResetTwoFactorAuthenticationSecret` by an admin `session` (REST and message API).
+pub(crate) async fn reset_secret(
+    req: &HttpRequest,
+    session: Session,
+    action: &Action,
+) -> Result<InventoryReply<SecretInventory>, ApiError> {
+    let name = action.required("name")?;
+    let password = action.required("password")?;
+    check_type(&action.required("type")?)?;
+    let factor = core(req)?
+        .reissue_totp(
+            origin(req),
+            Actor::User(session.user.id),
+            name,
+            Password::Sha512Hex(password),
+        )
+        .await?;
+    Ok(InventoryReply {
+        inventory: SecretInventory::from(&factor),
+    })
 }
 
 /// Query secrets (session). Admins see every account's, others only their own.
@@ -170,7 +200,8 @@ pub async fn reset(
 #[get("/twofactorauthentication/secrets")]
 pub async fn query_secrets(req: HttpRequest, auth: OAuth) -> Result<HttpResponse, ApiError> {
     let params = query::parse(&query_pairs(&req)?)?;
-    run_query(&req, &auth, params).await
+    let session = auth.session(&req).await?;
+    Ok(HttpResponse::Ok().json(run_query(&req, &session, params).await?))
 }
 
 /// One secret by uuid (session); other parameters are ignored. A missing uuid is an
@@ -204,7 +235,8 @@ pub async fn get_secret_by_uuid(
         sort: None,
         fields: None,
     };
-    run_query(&req, &auth, params).await
+    let session = auth.session(&req).await?;
+    Ok(HttpResponse::Ok().json(run_query(&req, &session, params).await?))
 }
 
 /// Wire fields of the inventory, in output order.
@@ -321,12 +353,12 @@ fn unknown_operator(c: &RawCondition) -> ApiError {
     )
 }
 
-async fn run_query(
+/// `QueryTwoFactorAuthentication` for `session` (REST and message API).
+pub(crate) async fn run_query(
     req: &HttpRequest,
-    auth: &OAuth,
+    session: &Session,
     p: QueryParams,
-) -> Result<HttpResponse, ApiError> {
-    let session = auth.session(req).await?;
+) -> Result<QueryReply, ApiError> {
     if let Some(fields) = &p.fields {
         if let Some(bad) = fields.iter().find(|f| !FIELDS.contains(&f.as_str())) {
             return Err(ApiError::api(
@@ -346,7 +378,7 @@ async fn run_query(
                 .await?
         }
     };
-    Ok(HttpResponse::Ok().json(render(&p, &page.rows, page.total)))
+    Ok(render(&p, &page.rows, page.total))
 }
 
 fn render(p: &QueryParams, rows: &[TotpFactorInfo], total: Option<i64>) -> QueryReply {
