@@ -4,6 +4,7 @@
 mod postgres;
 
 mod authendpoints;
+mod clients;
 mod harness;
 mod lockout;
 mod mail;
@@ -53,6 +54,9 @@ on_both_backends!(
     zstack::zstack_settings,
     authendpoints::ae_outbox,
     saasu::saasu_outbox,
+    clients::clients_ucloud_web_client,
+    clients::clients_zstack_message_api,
+    clients::clients_saasu_sdk,
 );
 
 /// Scenarios with a real SMS gateway (an HTTP webhook receiver) on loopback.

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use crate::harness::{code, decode_qr, json, why, Server, ADMIN_PASSWORD};
 
 /// Password login as the web client does it (multipart, `?service=`, JSON accepted).
-fn login_multipart(s: &Server, user: &str, password: &str) -> (u16, Value) {
+pub(crate) fn login_multipart(s: &Server, user: &str, password: &str) -> (u16, Value) {
     let form = multipart::Form::new()
         .text("username", user.to_string())
         .text("password", password.to_string());
@@ -75,7 +75,7 @@ pub(crate) fn enroll(s: &Server, user: &str, password: &str) -> String {
     secret
 }
 
-fn jwt_claims(token: &str) -> Value {
+pub(crate) fn jwt_claims(token: &str) -> Value {
     use base64::Engine;
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(

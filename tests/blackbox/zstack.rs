@@ -9,7 +9,7 @@ use crate::harness::{code, json, Server, ADMIN_PASSWORD};
 
 const V1: &str = "/zstack/v1";
 
-fn sha512(password: &str) -> String {
+pub(crate) fn sha512(password: &str) -> String {
     Sha512::digest(password.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
