@@ -164,7 +164,7 @@ fn register(s: &Server, user: &str, email: &str, password: &str) {
     .assert_empty(200);
 }
 
-fn tokens(s: &Server, user: &str, password: &str) -> (String, String) {
+pub(crate) fn tokens(s: &Server, user: &str, password: &str) -> (String, String) {
     let r = post(
         s,
         "/jwt/create",

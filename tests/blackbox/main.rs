@@ -41,6 +41,7 @@ on_both_backends!(
     ucloud::password_lockout,
     ucloud::bad_input,
     ucloud::refresh_and_logout,
+    ucloud::access_tokens_die_with_their_session,
     ucloud::admin_reset,
     ucloud::docs_and_cli,
     ucloud::graceful_shutdown,

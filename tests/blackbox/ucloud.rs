@@ -487,6 +487,54 @@ pub fn refresh_and_logout(s: Server) {
     );
 }
 
+/// An access token dies with its session (issue 10 item 1): after the web client's
+/// logout, and after the password changes through another dialect, UCloud refuses it at
+/// once instead of until it expires.
+pub fn access_tokens_die_with_their_session(s: Server) {
+    s.add_user("rhea", "r-pw-1");
+    let protected = |access: &str| {
+        [
+            get(&s, "/auth/2fa/status", access).0,
+            post(&s, "/auth/2fa", access).0,
+        ]
+    };
+    // The web client's logout: the refresh cookie and the CSRF header.
+    let (_, tokens) = login_form(&s, "rhea", "r-pw-1");
+    let access = tokens["accessToken"].as_str().unwrap();
+    assert_eq!(get(&s, "/auth/2fa/status", access).0, 200);
+    let response = s
+        .http
+        .post(s.url("/auth/logout/web"))
+        .header(
+            "Cookie",
+            format!("refreshToken={}", tokens["refreshToken"].as_str().unwrap()),
+        )
+        .header("X-CSRFToken", tokens["csrfToken"].as_str().unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(protected(access), [401, 401]);
+
+    // A password change through AuthEndpoints ends the UCloud session too.
+    let access = access_token(&s, "rhea", "r-pw-1");
+    assert_eq!(get(&s, "/auth/2fa/status", &access).0, 200);
+    let ae = crate::authendpoints::tokens(&s, "rhea", "r-pw-1").0;
+    let body = json!({"currentPassword": "r-pw-1", "newPassword": "R-pw-22", "confirmNewPassword": "R-pw-22"});
+    let changed = s
+        .http
+        .post(s.url("/users/set_password"))
+        .bearer_auth(&ae)
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(changed.status(), 204);
+    assert_eq!(protected(&access), [401, 401]);
+    assert_eq!(
+        get(&s, "/auth/2fa/status", &access_token(&s, "rhea", "R-pw-22")).0,
+        200
+    );
+}
+
 /// Admin reset of another user's authenticator.
 pub fn admin_reset(s: Server) {
     s.add_user("quinn", "q-pw");

@@ -140,20 +140,27 @@ async fn multipart_fields(
     Ok(fields)
 }
 
-/// A caller with a valid UCloud access token.
+/// A caller with a valid UCloud access token whose session is still live: a logout or
+/// a password change (through any dialect) ends it at once, not when the token expires.
 pub struct Authenticated(pub AccessClaims);
 
 impl FromRequest for Authenticated {
     type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
+    type Future = Boxed<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let claims = (|| {
-            let token = bearer(req).ok_or(ApiError::Unauthorized)?;
-            core(req)?
+        let token = bearer(req);
+        let core = core(req);
+        Box::pin(async move {
+            let token = token.ok_or(ApiError::Unauthorized)?;
+            let core = core?;
+            let claims = core
                 .verify_access_token(&token, DIALECT)
-                .map_err(|_| ApiError::Unauthorized)
-        })();
-        std::future::ready(claims.map(Authenticated))
+                .map_err(|_| ApiError::Unauthorized)?;
+            if core.session_ended(claims.sid.clone()).await? {
+                return Err(ApiError::Unauthorized);
+            }
+            Ok(Authenticated(claims))
+        })
     }
 }
