@@ -582,6 +582,11 @@ pub fn ae_credentials_need_starttls(backend: crate::harness::Backend) {
 
 /// Without SMTP, mail goes to <data dir>/outbox/mail as .eml files.
 pub fn ae_outbox(s: Server) {
+    ae_outbox_on(&s)
+}
+
+/// Mail without SMTP lands in the outbox (`ae_outbox`, on a server the caller keeps).
+pub fn ae_outbox_on(s: &Server) {
     register(&s, "erin", "erin@example.com", "Erin-pw1");
     let (access, _) = tokens(&s, "erin", "Erin-pw1");
     get(&s, "/users/verify_email", &access).assert_empty(204);

@@ -4,6 +4,7 @@
 mod postgres;
 
 mod authendpoints;
+mod hardening;
 mod harness;
 mod lockout;
 mod mail;

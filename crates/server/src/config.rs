@@ -110,6 +110,10 @@ pub struct ConfigValues {
     /// Mark cookies Secure (set when served over HTTPS) [default: false]
     #[arg(long, env = "TWOFA_SECURE_COOKIES", global = true)]
     pub secure_cookies: Option<bool>,
+    /// Seconds a request's headers, and then its body, may take to arrive before the
+    /// connection is closed [default: 10]
+    #[arg(long, env = "TWOFA_BODY_TIMEOUT", global = true)]
+    pub body_timeout: Option<u64>,
     /// HTTP worker threads [default: one per core]
     #[arg(long, env = "TWOFA_WORKERS", global = true)]
     pub workers: Option<usize>,
@@ -164,6 +168,7 @@ impl ConfigValues {
             sms_webhook_token: self.sms_webhook_token.or(fallback.sms_webhook_token),
             sms_timeout: self.sms_timeout.or(fallback.sms_timeout),
             secure_cookies: self.secure_cookies.or(fallback.secure_cookies),
+            body_timeout: self.body_timeout.or(fallback.body_timeout),
             workers: self.workers.or(fallback.workers),
             pool_size: self.pool_size.or(fallback.pool_size),
             log: self.log.or(fallback.log),
@@ -219,6 +224,8 @@ pub struct Settings {
     /// Seconds.
     pub sms_timeout: u64,
     pub secure_cookies: bool,
+    /// Seconds.
+    pub body_timeout: u64,
     pub workers: Option<usize>,
     pub pool_size: Option<u32>,
     pub log: String,
@@ -306,6 +313,7 @@ impl Settings {
             sms_webhook_token: v.sms_webhook_token.filter(|t| !t.trim().is_empty()),
             sms_timeout: v.sms_timeout.unwrap_or(10).max(1),
             secure_cookies: v.secure_cookies.unwrap_or(false),
+            body_timeout: v.body_timeout.unwrap_or(10).max(1),
             workers: v.workers,
             pool_size: v.pool_size,
             log: v.log.unwrap_or_else(|| "info".into()),
