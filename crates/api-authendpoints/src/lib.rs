@@ -21,24 +21,65 @@ pub use tokens::NAME_CLAIM;
 
 pub const DIALECT: &str = "authendpoints";
 
-/// Settings of this dialect.
-#[derive(Debug, Clone)]
+/// Settings of this dialect: TOML table `[authendpoints]`, flags `--authendpoints-*`.
+/// The defaults are [`Default`]'s, shown in `--help` and the README.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, clap::Args)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthEndpointsSettings {
-    /// Mount point: "" serves `/users/...` and `/jwt/...` at the root.
+    /// Path to mount the AuthEndpoints routes under instead of the root (`/users`, `/jwt`)
+    #[arg(id = "authendpoints.prefix", long = "authendpoints-prefix",
+        env = "TWOFA_AUTHENDPOINTS_PREFIX", default_value_t = AuthEndpointsSettings::default().prefix, global = true)]
     pub prefix: String,
+    /// `iss` of AuthEndpoints JWTs
+    #[arg(id = "authendpoints.jwt_issuer", long = "authendpoints-jwt-issuer",
+        env = "TWOFA_AUTHENDPOINTS_JWT_ISSUER", default_value_t = AuthEndpointsSettings::default().jwt_issuer, global = true)]
     pub jwt_issuer: String,
+    /// `aud` of AuthEndpoints JWTs
+    #[arg(id = "authendpoints.jwt_audience", long = "authendpoints-jwt-audience",
+        env = "TWOFA_AUTHENDPOINTS_JWT_AUDIENCE", default_value_t = AuthEndpointsSettings::default().jwt_audience, global = true)]
     pub jwt_audience: String,
     /// Seconds (reference: 120 min access, 2880 min refresh).
+    #[arg(skip = AuthEndpointsSettings::default().access_token_ttl)]
+    #[serde(skip)]
     pub access_token_ttl: i64,
+    #[arg(skip = AuthEndpointsSettings::default().refresh_token_ttl)]
+    #[serde(skip)]
     pub refresh_token_ttl: i64,
-    /// Links in the confirmation and reset mails; `{uid}` and `{token}` are filled in.
+    /// Link in AuthEndpoints confirmation mails; `{uid}` and `{token}` are filled in
+    #[arg(id = "authendpoints.email_confirmation_url", long = "authendpoints-email-confirmation-url",
+        env = "TWOFA_AUTHENDPOINTS_EMAIL_CONFIRMATION_URL",
+        default_value_t = AuthEndpointsSettings::default().email_confirmation_url, global = true)]
     pub email_confirmation_url: String,
+    /// Link in AuthEndpoints password reset mails; `{uid}` and `{token}` are filled in
+    #[arg(id = "authendpoints.password_reset_url", long = "authendpoints-password-reset-url",
+        env = "TWOFA_AUTHENDPOINTS_PASSWORD_RESET_URL",
+        default_value_t = AuthEndpointsSettings::default().password_reset_url, global = true)]
     pub password_reset_url: String,
-    /// Mail templates (`{code}`; `{link}` in the link mails), reference §2.6.
+    /// TOML file replacing AuthEndpoints mails: tables `enable_2fa`, `login` (with `{code}`), `confirm_email`, `reset_password` (with `{link}`), each with `subject` and `body` [default: the reference's wording]
+    #[arg(
+        id = "authendpoints.templates",
+        long = "authendpoints-templates",
+        env = "TWOFA_AUTHENDPOINTS_TEMPLATES",
+        global = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub templates: Option<std::path::PathBuf>,
+    /// Mail templates (`{code}`; `{link}` in the link mails), reference §2.6; the
+    /// server fills them from `templates`.
+    #[arg(skip = AuthEndpointsSettings::default().enable_2fa_mail)]
+    #[serde(skip)]
     pub enable_2fa_mail: Template,
+    #[arg(skip = AuthEndpointsSettings::default().login_mail)]
+    #[serde(skip)]
     pub login_mail: Template,
+    #[arg(skip = AuthEndpointsSettings::default().confirm_email_mail)]
+    #[serde(skip)]
     pub confirm_email_mail: Template,
+    #[arg(skip = AuthEndpointsSettings::default().reset_password_mail)]
+    #[serde(skip)]
     pub reset_password_mail: Template,
+    #[arg(skip = AuthEndpointsSettings::default().max_body_bytes)]
+    #[serde(skip)]
     pub max_body_bytes: usize,
 }
 
@@ -54,6 +95,7 @@ impl Default for AuthEndpointsSettings {
                 .into(),
             password_reset_url: "http://localhost:8080/account/password/reset/{uid}/{token}"
                 .into(),
+            templates: None,
             enable_2fa_mail: Template::new(
                 "Enabling two-factor authentication (2FA) on your user account",
                 "You're receiving this email because you requested a 2 factor authentication for your user account\nPlease enter this code to finish enabling 2fa:\n\n{code}\n\nThanks for using our site!",

@@ -23,21 +23,47 @@ use extract::{Ctx, Format};
 
 pub const DIALECT: &str = "saasu";
 
-/// Settings of this dialect.
-#[derive(Debug, Clone)]
+/// Settings of this dialect: TOML table `[saasu]`, flags `--saasu-*`. The defaults are
+/// [`Default`]'s, shown in `--help` and the README.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, clap::Args)]
+#[serde(default, deny_unknown_fields)]
 pub struct SaasuSettings {
-    /// Mount point: "" serves `/authorisation/...` and `/User/...` at the root.
+    /// Path to mount the Saasu routes under instead of the root (`/authorisation`, `/User`)
+    #[arg(id = "saasu.prefix", long = "saasu-prefix", env = "TWOFA_SAASU_PREFIX",
+        default_value_t = SaasuSettings::default().prefix, global = true)]
     pub prefix: String,
-    /// Lifetime of access tokens, seconds (Saasu: 10800).
+    /// Lifetime of Saasu access tokens, seconds
+    #[arg(id = "saasu.access_token_ttl", long = "saasu-access-token-ttl",
+        env = "TWOFA_SAASU_ACCESS_TOKEN_TTL", default_value_t = SaasuSettings::default().access_token_ttl,
+        value_parser = clap::value_parser!(i64).range(1..), global = true)]
     pub access_token_ttl: i64,
-    /// Scheme and host of the absolute `_links` hrefs; `None` takes them from the
-    /// request (Host, or X-Forwarded-* behind a proxy).
+    /// Scheme and host of Saasu's absolute `_links` hrefs, e.g. `https://api.example.com` [default: from the request: Host, or X-Forwarded-* behind a proxy]
+    #[arg(id = "saasu.public_url", long = "saasu-public-url", env = "TWOFA_SAASU_PUBLIC_URL",
+        value_parser = non_blank, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
     /// Texts (`{code}` is the 7-digit code).
+    #[arg(skip = SaasuSettings::default().sms_opt_in)]
+    #[serde(skip)]
     pub sms_opt_in: Template,
+    #[arg(skip = SaasuSettings::default().sms_login)]
+    #[serde(skip)]
     pub sms_login: Template,
+    #[arg(skip = SaasuSettings::default().sms_opt_out)]
+    #[serde(skip)]
     pub sms_opt_out: Template,
+    #[arg(skip = SaasuSettings::default().max_body_bytes)]
+    #[serde(skip)]
     pub max_body_bytes: usize,
+}
+
+/// A URL setting given blank means "not set".
+fn non_blank(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        Err("must not be blank".into())
+    } else {
+        Ok(value.to_string())
+    }
 }
 
 impl Default for SaasuSettings {

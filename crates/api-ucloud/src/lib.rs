@@ -17,13 +17,22 @@ use utoipa::OpenApi;
 
 pub const DIALECT: &str = "ucloud";
 
-/// Settings of this dialect.
-#[derive(Debug, Clone)]
+/// Settings of this dialect: TOML table `[ucloud]`, flags `--ucloud-*`. The defaults
+/// are [`Default`]'s, shown in `--help` and the README.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, clap::Args)]
+#[serde(default, deny_unknown_fields)]
 pub struct UcloudSettings {
-    /// Issuer in otpauth URIs (the name authenticator apps show).
+    /// Issuer shown in authenticator apps for UCloud enrollments
+    #[arg(id = "ucloud.issuer", long = "ucloud-issuer", env = "TWOFA_UCLOUD_ISSUER",
+        default_value_t = UcloudSettings::default().issuer, global = true)]
     pub issuer: String,
-    /// Mark cookies `Secure` (behind HTTPS).
+    /// Mark UCloud's refresh-token cookie `Secure` (set behind HTTPS)
+    #[arg(id = "ucloud.secure_cookies", long = "secure-cookies", env = "TWOFA_SECURE_COOKIES",
+        action = clap::ArgAction::Set, default_value_t = UcloudSettings::default().secure_cookies,
+        global = true)]
     pub secure_cookies: bool,
+    #[arg(skip = UcloudSettings::default().max_body_bytes)]
+    #[serde(skip)]
     pub max_body_bytes: usize,
 }
 

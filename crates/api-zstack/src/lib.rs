@@ -22,13 +22,23 @@ pub const DIALECT: &str = "zstack";
 /// Where the dialect is mounted.
 pub const PREFIX: &str = "/zstack/v1";
 
-/// Settings of this dialect.
-#[derive(Debug, Clone)]
+/// Settings of this dialect: TOML table `[zstack]`, flags `--zstack-*`. The defaults
+/// are [`Default`]'s, shown in `--help` and the README.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, clap::Args)]
+#[serde(default, deny_unknown_fields)]
 pub struct ZstackSettings {
-    /// Session lifetime in seconds (ZStack's `identity/session.timeout`).
+    /// Lifetime of ZStack sessions in seconds (ZStack's `identity/session.timeout`)
+    #[arg(id = "zstack.session_timeout", long = "zstack-session-timeout",
+        env = "TWOFA_ZSTACK_SESSION_TIMEOUT", default_value_t = ZstackSettings::default().session_timeout,
+        value_parser = clap::value_parser!(i64).range(1..), global = true)]
     pub session_timeout: i64,
-    /// `twofa.enable` until an admin sets it through the global config API.
-    pub twofa_enable_default: bool,
+    /// ZStack's `twofa.enable` until an admin sets it through the API (then the database value holds)
+    #[arg(id = "zstack.twofa_enable", long = "zstack-twofa-enable", env = "TWOFA_ZSTACK_TWOFA_ENABLE",
+        action = clap::ArgAction::Set, default_value_t = ZstackSettings::default().twofa_enable,
+        global = true)]
+    pub twofa_enable: bool,
+    #[arg(skip = ZstackSettings::default().max_body_bytes)]
+    #[serde(skip)]
     pub max_body_bytes: usize,
 }
 
@@ -36,7 +46,7 @@ impl Default for ZstackSettings {
     fn default() -> Self {
         ZstackSettings {
             session_timeout: 7200,
-            twofa_enable_default: false,
+            twofa_enable: false,
             max_body_bytes: 64 * 1024,
         }
     }

@@ -24,7 +24,7 @@ pub(crate) async fn twofa_enabled(req: &HttpRequest) -> Result<bool, ApiError> {
     let stored = core(req)?.setting(ENABLE_KEY.into()).await?;
     Ok(match stored {
         Some(value) => value == "true",
-        None => settings(req).twofa_enable_default,
+        None => settings(req).twofa_enable,
     })
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use twofa_core::{
     otp, ChallengeOutcome, Clock, Core, CoreConfig, NewUser, Origin, OsRandom, SystemClock,
 };
-use twofa_server::{ConfigValues, Settings};
+use twofa_server::Settings;
 
 /// mimalloc: the request path allocates a lot across threads, where glibc malloc
 /// spent about a tenth of the CPU in profiles.
@@ -138,14 +138,15 @@ fn main() {
     );
 
     // The server, in its own actix system on its own threads.
-    let values = ConfigValues {
-        bind: Some("127.0.0.1:0".into()),
+    let settings = Settings {
+        bind: "127.0.0.1:0".into(),
         dialects: Some("ucloud".into()),
-        data_dir: Some(dir.path().to_path_buf()),
+        data_dir: dir.path().to_path_buf(),
         workers: Some(args.workers),
         ..Default::default()
-    };
-    let settings = Settings::load(values, None).expect("settings");
+    }
+    .resolve()
+    .expect("settings");
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let server_core = core.clone();
     std::thread::spawn(move || {

@@ -1,178 +1,184 @@
-//! Configuration: command-line flags and `TWOFA_*` environment variables, over an
-//! optional TOML file with the same keys, over defaults.
+//! Configuration. Every setting is declared once, as a field of [`Settings`] or of a
+//! dialect's settings struct (which owns its defaults): the field's attribute gives its
+//! flag and `TWOFA_*` variable, its doc comment the help text, its path the TOML key
+//! (a table per dialect: `[zstack] session_timeout = 7200`). figment layers them:
+//! defaults, then the TOML file, then variables and flags.
 
-use serde::Deserialize;
+use clap::parser::ValueSource;
+use clap::ArgMatches;
+use figment::providers::{Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
+use twofa_api_authendpoints::AuthEndpointsSettings;
+use twofa_api_saasu::SaasuSettings;
+use twofa_api_ucloud::UcloudSettings;
+use twofa_api_zstack::ZstackSettings;
 
 use crate::dialects;
 
-/// Every setting, each optional so that layers can be merged.
-#[derive(Debug, Clone, Default, Deserialize, clap::Args)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigValues {
-    /// Address to listen on [default: 127.0.0.1:8080]
-    #[arg(long, env = "TWOFA_BIND", global = true)]
-    pub bind: Option<String>,
-    /// Directory for the SQLite file, key files and outbox [default: ./data]
-    #[arg(long, env = "TWOFA_DATA_DIR", global = true)]
-    pub data_dir: Option<PathBuf>,
-    /// `postgres://…` or a SQLite path [default: <data dir>/twofa.sqlite3]
-    #[arg(long, env = "TWOFA_DATABASE_URL", global = true)]
+/// Every setting of the server and its dialects.
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on
+    #[arg(id = "bind", long = "bind", value_name = "BIND", env = "TWOFA_BIND", default_value_t = Settings::default().bind, global = true)]
+    pub bind: String,
+    /// Directory for the SQLite file, key files and outboxes
+    #[arg(id = "data_dir", long = "data-dir", value_name = "DATA_DIR", env = "TWOFA_DATA_DIR",
+        default_value_os_t = Settings::default().data_dir, global = true)]
+    pub data_dir: PathBuf,
+    /// `postgres://user@host/db` for PostgreSQL, else a SQLite path [default: <data dir>/twofa.sqlite3]
+    #[arg(
+        id = "database_url",
+        long = "database-url",
+        value_name = "DATABASE_URL",
+        env = "TWOFA_DATABASE_URL",
+        global = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
-    /// Comma-separated dialects to mount [default: all that are built]
-    #[arg(long, env = "TWOFA_DIALECTS", global = true)]
+    /// Comma-separated dialects to mount [default: all built: ucloud,zstack,authendpoints,saasu]
+    #[arg(
+        id = "dialects",
+        long = "dialects",
+        value_name = "DIALECTS",
+        env = "TWOFA_DIALECTS",
+        global = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub dialects: Option<String>,
     /// Password of the `admin` user created on an empty database [default: random, logged once]
     #[arg(
-        long,
+        id = "admin_password",
+        long = "admin-password",
+        value_name = "ADMIN_PASSWORD",
         env = "TWOFA_ADMIN_PASSWORD",
         global = true,
         hide_env_values = true
     )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_password: Option<String>,
     /// AES-256 key for secrets at rest, 64 hex digits or base64 [default: <data dir>/master.key]
-    #[arg(long, env = "TWOFA_MASTER_KEY", global = true, hide_env_values = true)]
+    #[arg(
+        id = "master_key",
+        long = "master-key",
+        value_name = "MASTER_KEY",
+        env = "TWOFA_MASTER_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub master_key: Option<String>,
     /// HS256 key for access tokens, 64 hex digits or base64 [default: <data dir>/jwt.key]
-    #[arg(long, env = "TWOFA_JWT_KEY", global = true, hide_env_values = true)]
-    pub jwt_key: Option<String>,
-    /// Issuer shown in authenticator apps for UCloud enrollments [default: UCloud]
-    #[arg(long, env = "TWOFA_UCLOUD_ISSUER", global = true)]
-    pub ucloud_issuer: Option<String>,
-    /// Lifetime of ZStack sessions in seconds [default: 7200]
-    #[arg(long, env = "TWOFA_ZSTACK_SESSION_TIMEOUT", global = true)]
-    pub zstack_session_timeout: Option<i64>,
-    /// ZStack's `twofa.enable` until an admin changes it through the API [default: false]
-    #[arg(long, env = "TWOFA_ZSTACK_TWOFA_ENABLE", global = true)]
-    pub zstack_twofa_enable: Option<bool>,
-    /// SMTP server for mail with codes and links: smtp://user:pass@host:587 (STARTTLS,
-    /// required with credentials), smtps://user:pass@host (TLS), smtp://host:25 (plain,
-    /// local relays); `?tls=` overrides [default: none, mail goes to <data dir>/outbox/mail]
-    #[arg(long, env = "TWOFA_SMTP_URL", global = true, hide_env_values = true)]
-    pub smtp_url: Option<String>,
-    /// From address of mail [default: twofa@localhost]
-    #[arg(long, env = "TWOFA_MAIL_FROM", global = true)]
-    pub mail_from: Option<String>,
-    /// Path prefix of the AuthEndpoints dialect [default: none, /users and /jwt at the root]
-    #[arg(long, env = "TWOFA_AUTHENDPOINTS_PREFIX", global = true)]
-    pub authendpoints_prefix: Option<String>,
-    /// Issuer of AuthEndpoints JWTs [default: webapi]
-    #[arg(long, env = "TWOFA_AUTHENDPOINTS_JWT_ISSUER", global = true)]
-    pub authendpoints_jwt_issuer: Option<String>,
-    /// Audience of AuthEndpoints JWTs [default: webapi]
-    #[arg(long, env = "TWOFA_AUTHENDPOINTS_JWT_AUDIENCE", global = true)]
-    pub authendpoints_jwt_audience: Option<String>,
-    /// Link in AuthEndpoints confirmation mails, with {uid} and {token}
     #[arg(
-        long,
-        env = "TWOFA_AUTHENDPOINTS_EMAIL_CONFIRMATION_URL",
+        id = "jwt_key",
+        long = "jwt-key",
+        value_name = "JWT_KEY",
+        env = "TWOFA_JWT_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_key: Option<String>,
+    /// SMTP for mail with codes and links: `smtp://user:pass@host:587` (STARTTLS, required whenever the URL has credentials), `smtps://user:pass@host` (TLS), `smtp://host:25` (plain, local relays); lettre's `?tls=required|opportunistic` overrides [default: none, each message is written to <data dir>/outbox/mail/*.eml]
+    #[arg(id = "smtp_url", long = "smtp-url", value_name = "SMTP_URL", env = "TWOFA_SMTP_URL", global = true, hide_env_values = true,
+        value_parser = non_blank)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp_url: Option<String>,
+    /// From address of mail
+    #[arg(id = "mail_from", long = "mail-from", value_name = "MAIL_FROM", env = "TWOFA_MAIL_FROM", default_value_t = Settings::default().mail_from, global = true)]
+    pub mail_from: String,
+    /// SMS gateway: each text is POSTed as JSON `{"to": "+61…", "message": "…"}`; a non-2xx answer or a timeout fails the request and leaves nothing behind [default: none, texts are appended to <data dir>/outbox/sms.jsonl]
+    #[arg(id = "sms_webhook_url", long = "sms-webhook-url", value_name = "SMS_WEBHOOK_URL", env = "TWOFA_SMS_WEBHOOK_URL", global = true,
+        hide_env_values = true, value_parser = non_blank)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sms_webhook_url: Option<String>,
+    /// Sent to the SMS webhook as `Authorization: Bearer <token>` [default: none]
+    #[arg(id = "sms_webhook_token", long = "sms-webhook-token", value_name = "SMS_WEBHOOK_TOKEN", env = "TWOFA_SMS_WEBHOOK_TOKEN", global = true,
+        hide_env_values = true, value_parser = non_blank)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sms_webhook_token: Option<String>,
+    /// Seconds an SMS webhook call may take before the send fails
+    #[arg(id = "sms_timeout", long = "sms-timeout", value_name = "SMS_TIMEOUT", env = "TWOFA_SMS_TIMEOUT", default_value_t = Settings::default().sms_timeout,
+        value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub sms_timeout: u64,
+    /// Seconds a request's headers, and then its body, may take to arrive before the connection is closed
+    #[arg(id = "body_timeout", long = "body-timeout", value_name = "BODY_TIMEOUT", env = "TWOFA_BODY_TIMEOUT", default_value_t = Settings::default().body_timeout,
+        value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub body_timeout: u64,
+    /// HTTP worker threads [default: one per core]
+    #[arg(
+        id = "workers",
+        long = "workers",
+        value_name = "WORKERS",
+        env = "TWOFA_WORKERS",
         global = true
     )]
-    pub authendpoints_email_confirmation_url: Option<String>,
-    /// Link in AuthEndpoints password reset mails, with {uid} and {token}
-    #[arg(long, env = "TWOFA_AUTHENDPOINTS_PASSWORD_RESET_URL", global = true)]
-    pub authendpoints_password_reset_url: Option<String>,
-    /// TOML file with AuthEndpoints mail templates: tables `enable_2fa`, `login`
-    /// (`{code}`), `confirm_email`, `reset_password` (`{link}`), each with `subject` and
-    /// `body` [default: the reference's wording]
-    #[arg(long, env = "TWOFA_AUTHENDPOINTS_TEMPLATES", global = true)]
-    pub authendpoints_templates: Option<PathBuf>,
-    /// Path prefix of the Saasu dialect [default: none, /authorisation and /User at the root]
-    #[arg(long, env = "TWOFA_SAASU_PREFIX", global = true)]
-    pub saasu_prefix: Option<String>,
-    /// Scheme and host of Saasu's absolute `_links` hrefs, e.g. https://api.example.com
-    /// [default: from the request]
-    #[arg(long, env = "TWOFA_SAASU_PUBLIC_URL", global = true)]
-    pub saasu_public_url: Option<String>,
-    /// Lifetime of Saasu access tokens in seconds [default: 10800]
-    #[arg(long, env = "TWOFA_SAASU_ACCESS_TOKEN_TTL", global = true)]
-    pub saasu_access_token_ttl: Option<i64>,
-    /// SMS gateway webhook: codes are POSTed as JSON {"to": "+61…", "message": "…"}
-    /// [default: none, texts go to <data dir>/outbox/sms.jsonl]
-    #[arg(
-        long,
-        env = "TWOFA_SMS_WEBHOOK_URL",
-        global = true,
-        hide_env_values = true
-    )]
-    pub sms_webhook_url: Option<String>,
-    /// Bearer token sent to the SMS webhook [default: none]
-    #[arg(
-        long,
-        env = "TWOFA_SMS_WEBHOOK_TOKEN",
-        global = true,
-        hide_env_values = true
-    )]
-    pub sms_webhook_token: Option<String>,
-    /// Seconds an SMS webhook call may take before the send fails [default: 10]
-    #[arg(long, env = "TWOFA_SMS_TIMEOUT", global = true)]
-    pub sms_timeout: Option<u64>,
-    /// Mark cookies Secure (set when served over HTTPS) [default: false]
-    #[arg(long, env = "TWOFA_SECURE_COOKIES", global = true)]
-    pub secure_cookies: Option<bool>,
-    /// Seconds a request's headers, and then its body, may take to arrive before the
-    /// connection is closed [default: 10]
-    #[arg(long, env = "TWOFA_BODY_TIMEOUT", global = true)]
-    pub body_timeout: Option<u64>,
-    /// HTTP worker threads [default: one per core]
-    #[arg(long, env = "TWOFA_WORKERS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
-    /// PostgreSQL connections in the pool (SQLite uses one) [default: 16]
-    #[arg(long, env = "TWOFA_POOL_SIZE", global = true)]
+    /// PostgreSQL connections in the pool (SQLite always uses one, on which concurrent requests share group commits) [default: 16]
+    #[arg(
+        id = "pool_size",
+        long = "pool-size",
+        value_name = "POOL_SIZE",
+        env = "TWOFA_POOL_SIZE",
+        global = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pool_size: Option<u32>,
-    /// Log filter, e.g. `info` or `twofa_core=debug` [default: info]
-    #[arg(long, env = "TWOFA_LOG", global = true)]
-    pub log: Option<String>,
+    /// Log filter, e.g. `info` or `twofa_core=debug` (`debug` shows audit events in the log too)
+    #[arg(id = "log", long = "log", value_name = "LOG", env = "TWOFA_LOG", default_value_t = Settings::default().log, global = true)]
+    pub log: String,
+    #[command(flatten)]
+    pub ucloud: UcloudSettings,
+    #[command(flatten)]
+    pub zstack: ZstackSettings,
+    #[command(flatten)]
+    pub authendpoints: AuthEndpointsSettings,
+    #[command(flatten)]
+    pub saasu: SaasuSettings,
+    /// The dialects to mount, resolved from `dialects`.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub enabled: Vec<&'static str>,
 }
 
-impl ConfigValues {
-    /// `self` where set, else `fallback`.
-    fn or(self, fallback: ConfigValues) -> ConfigValues {
-        ConfigValues {
-            bind: self.bind.or(fallback.bind),
-            data_dir: self.data_dir.or(fallback.data_dir),
-            database_url: self.database_url.or(fallback.database_url),
-            dialects: self.dialects.or(fallback.dialects),
-            admin_password: self.admin_password.or(fallback.admin_password),
-            master_key: self.master_key.or(fallback.master_key),
-            jwt_key: self.jwt_key.or(fallback.jwt_key),
-            ucloud_issuer: self.ucloud_issuer.or(fallback.ucloud_issuer),
-            zstack_session_timeout: self
-                .zstack_session_timeout
-                .or(fallback.zstack_session_timeout),
-            zstack_twofa_enable: self.zstack_twofa_enable.or(fallback.zstack_twofa_enable),
-            smtp_url: self.smtp_url.or(fallback.smtp_url),
-            mail_from: self.mail_from.or(fallback.mail_from),
-            authendpoints_prefix: self.authendpoints_prefix.or(fallback.authendpoints_prefix),
-            authendpoints_jwt_issuer: self
-                .authendpoints_jwt_issuer
-                .or(fallback.authendpoints_jwt_issuer),
-            authendpoints_jwt_audience: self
-                .authendpoints_jwt_audience
-                .or(fallback.authendpoints_jwt_audience),
-            authendpoints_email_confirmation_url: self
-                .authendpoints_email_confirmation_url
-                .or(fallback.authendpoints_email_confirmation_url),
-            authendpoints_password_reset_url: self
-                .authendpoints_password_reset_url
-                .or(fallback.authendpoints_password_reset_url),
-            authendpoints_templates: self
-                .authendpoints_templates
-                .or(fallback.authendpoints_templates),
-            saasu_prefix: self.saasu_prefix.or(fallback.saasu_prefix),
-            saasu_public_url: self.saasu_public_url.or(fallback.saasu_public_url),
-            saasu_access_token_ttl: self
-                .saasu_access_token_ttl
-                .or(fallback.saasu_access_token_ttl),
-            sms_webhook_url: self.sms_webhook_url.or(fallback.sms_webhook_url),
-            sms_webhook_token: self.sms_webhook_token.or(fallback.sms_webhook_token),
-            sms_timeout: self.sms_timeout.or(fallback.sms_timeout),
-            secure_cookies: self.secure_cookies.or(fallback.secure_cookies),
-            body_timeout: self.body_timeout.or(fallback.body_timeout),
-            workers: self.workers.or(fallback.workers),
-            pool_size: self.pool_size.or(fallback.pool_size),
-            log: self.log.or(fallback.log),
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            bind: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            dialects: None,
+            admin_password: None,
+            master_key: None,
+            jwt_key: None,
+            smtp_url: None,
+            mail_from: "twofa@localhost".into(),
+            sms_webhook_url: None,
+            sms_webhook_token: None,
+            sms_timeout: 10,
+            body_timeout: 10,
+            workers: None,
+            pool_size: None,
+            log: "info".into(),
+            ucloud: UcloudSettings::default(),
+            zstack: ZstackSettings::default(),
+            authendpoints: AuthEndpointsSettings::default(),
+            saasu: SaasuSettings::default(),
+            enabled: Vec::new(),
         }
+    }
+}
+
+/// A setting given blank means "not set", and is refused rather than taken as a URL.
+fn non_blank(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        Err("must not be blank".into())
+    } else {
+        Ok(value.to_string())
     }
 }
 
@@ -194,73 +200,86 @@ pub struct MailTemplates {
     pub reset_password: Option<MailTemplate>,
 }
 
-/// Resolved settings.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub bind: String,
-    pub data_dir: PathBuf,
-    pub database_url: String,
-    pub dialects: Vec<&'static str>,
-    pub admin_password: Option<String>,
-    pub master_key: Option<String>,
-    pub jwt_key: Option<String>,
-    pub ucloud_issuer: String,
-    pub zstack_session_timeout: i64,
-    pub zstack_twofa_enable: bool,
-    pub smtp_url: Option<String>,
-    pub mail_from: String,
-    /// Unset values keep the dialect's defaults.
-    pub authendpoints_prefix: Option<String>,
-    pub authendpoints_jwt_issuer: Option<String>,
-    pub authendpoints_jwt_audience: Option<String>,
-    pub authendpoints_email_confirmation_url: Option<String>,
-    pub authendpoints_password_reset_url: Option<String>,
-    pub authendpoints_templates: MailTemplates,
-    pub saasu_prefix: Option<String>,
-    pub saasu_public_url: Option<String>,
-    pub saasu_access_token_ttl: Option<i64>,
-    pub sms_webhook_url: Option<String>,
-    pub sms_webhook_token: Option<String>,
-    /// Seconds.
-    pub sms_timeout: u64,
-    pub secure_cookies: bool,
-    /// Seconds.
-    pub body_timeout: u64,
-    pub workers: Option<usize>,
-    pub pool_size: Option<u32>,
-    pub log: String,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {0}: {1}")]
+    #[error("cannot read {0}: {1}")]
     Read(PathBuf, std::io::Error),
-    #[error("invalid config file {0}: {1}")]
-    Parse(PathBuf, toml::de::Error),
+    #[error("invalid {0}: {1}")]
+    Parse(PathBuf, String),
+    #[error("invalid settings: {0}")]
+    Invalid(Box<figment::Error>),
     #[error("unknown dialect {0:?} (built: {1})")]
     UnknownDialect(String, String),
 }
 
-impl Settings {
-    /// Merges `values` (flags and environment) over the TOML file at `file`, if any.
-    pub fn load(values: ConfigValues, file: Option<&Path>) -> Result<Settings, ConfigError> {
-        let from_file = match file {
-            Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.into(), e))?;
-                toml::from_str(&text).map_err(|e| ConfigError::Parse(path.into(), e))?
-            }
-            None => ConfigValues::default(),
+/// The values of `settings` whose source is one of `sources`, nested by their ids
+/// (`zstack.session_timeout`), which are the settings' serde paths.
+fn values_from(settings: &Settings, matches: &ArgMatches, sources: &[ValueSource]) -> Value {
+    let all = serde_json::to_value(settings).unwrap_or_default();
+    let mut picked = Map::new();
+    for id in matches.ids() {
+        let id = id.as_str();
+        if !matches
+            .value_source(id)
+            .is_some_and(|s| sources.contains(&s))
+        {
+            continue;
+        }
+        let path: Vec<&str> = id.split('.').collect();
+        let Some(value) = path.iter().try_fold(&all, |v, key| v.get(key)) else {
+            continue;
         };
-        let v = values.or(from_file);
-        let data_dir = v.data_dir.unwrap_or_else(|| PathBuf::from("./data"));
-        let database_url = v.database_url.unwrap_or_else(|| {
-            data_dir
-                .join("twofa.sqlite3")
-                .to_string_lossy()
-                .into_owned()
-        });
-        let dialects = match v.dialects {
+        let (last, tables) = path.split_last().expect("ids are not empty");
+        let mut table = &mut picked;
+        for key in tables {
+            table = table
+                .entry(*key)
+                .or_insert_with(|| Value::Object(Map::new()))
+                .as_object_mut()
+                .expect("a table");
+        }
+        table.insert(last.to_string(), value.clone());
+    }
+    Value::Object(picked)
+}
+
+impl Settings {
+    /// Layers the settings parsed from `matches` (flags, variables, defaults): defaults,
+    /// then the TOML file at `file`, then what variables and flags set.
+    pub fn load(
+        parsed: Settings,
+        matches: &ArgMatches,
+        file: Option<&Path>,
+    ) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(&parsed));
+        if let Some(path) = file {
+            if !path.is_file() {
+                let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+                return Err(ConfigError::Read(path.into(), missing));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let given = values_from(
+            &parsed,
+            matches,
+            &[ValueSource::EnvVariable, ValueSource::CommandLine],
+        );
+        figment = figment.merge(Serialized::defaults(given));
+        let settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+        settings.resolve()
+    }
+
+    /// Checks what serde cannot and derives the rest: the dialect list, the mail
+    /// templates file.
+    pub fn resolve(mut self) -> Result<Settings, ConfigError> {
+        // Flags refuse these below 1; a file may not, and zero would end every session
+        // or send at once.
+        self.zstack.session_timeout = self.zstack.session_timeout.max(1);
+        self.saasu.access_token_ttl = self.saasu.access_token_ttl.max(1);
+        self.sms_timeout = self.sms_timeout.max(1);
+        self.enabled = match &self.dialects {
             None => dialects::ALL.iter().map(|d| d.name).collect(),
             Some(list) => list
                 .split(',')
@@ -268,103 +287,203 @@ impl Settings {
                 .filter(|s| !s.is_empty())
                 .map(|name| {
                     dialects::find(name).map(|d| d.name).ok_or_else(|| {
-                        ConfigError::UnknownDialect(
-                            name.into(),
-                            dialects::ALL
-                                .iter()
-                                .map(|d| d.name)
-                                .collect::<Vec<_>>()
-                                .join(","),
-                        )
+                        let built: Vec<_> = dialects::ALL.iter().map(|d| d.name).collect();
+                        ConfigError::UnknownDialect(name.into(), built.join(","))
                     })
                 })
                 .collect::<Result<_, _>>()?,
         };
-        Ok(Settings {
-            bind: v.bind.unwrap_or_else(|| "127.0.0.1:8080".into()),
-            data_dir,
-            database_url,
-            dialects,
-            admin_password: v.admin_password,
-            master_key: v.master_key,
-            jwt_key: v.jwt_key,
-            ucloud_issuer: v.ucloud_issuer.unwrap_or_else(|| "UCloud".into()),
-            zstack_session_timeout: v.zstack_session_timeout.unwrap_or(7200).max(1),
-            zstack_twofa_enable: v.zstack_twofa_enable.unwrap_or(false),
-            smtp_url: v.smtp_url.filter(|u| !u.trim().is_empty()),
-            mail_from: v.mail_from.unwrap_or_else(|| "twofa@localhost".into()),
-            authendpoints_prefix: v.authendpoints_prefix,
-            authendpoints_jwt_issuer: v.authendpoints_jwt_issuer,
-            authendpoints_jwt_audience: v.authendpoints_jwt_audience,
-            authendpoints_email_confirmation_url: v.authendpoints_email_confirmation_url,
-            authendpoints_password_reset_url: v.authendpoints_password_reset_url,
-            authendpoints_templates: match v.authendpoints_templates {
-                Some(path) => {
-                    let text = std::fs::read_to_string(&path)
-                        .map_err(|e| ConfigError::Read(path.clone(), e))?;
-                    toml::from_str(&text).map_err(|e| ConfigError::Parse(path, e))?
+        if let Some(path) = self.authendpoints.templates.clone() {
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| ConfigError::Read(path.clone(), e))?;
+            let given: MailTemplates =
+                toml::from_str(&text).map_err(|e| ConfigError::Parse(path, e.to_string()))?;
+            let ae = &mut self.authendpoints;
+            for (target, given) in [
+                (&mut ae.enable_2fa_mail, given.enable_2fa),
+                (&mut ae.login_mail, given.login),
+                (&mut ae.confirm_email_mail, given.confirm_email),
+                (&mut ae.reset_password_mail, given.reset_password),
+            ] {
+                if let Some(t) = given {
+                    *target = twofa_core::Template::new(t.subject, t.body);
                 }
-                None => MailTemplates::default(),
-            },
-            saasu_prefix: v.saasu_prefix,
-            saasu_public_url: v.saasu_public_url.filter(|u| !u.trim().is_empty()),
-            saasu_access_token_ttl: v.saasu_access_token_ttl.map(|t| t.max(1)),
-            sms_webhook_url: v.sms_webhook_url.filter(|u| !u.trim().is_empty()),
-            sms_webhook_token: v.sms_webhook_token.filter(|t| !t.trim().is_empty()),
-            sms_timeout: v.sms_timeout.unwrap_or(10).max(1),
-            secure_cookies: v.secure_cookies.unwrap_or(false),
-            body_timeout: v.body_timeout.unwrap_or(10).max(1),
-            workers: v.workers,
-            pool_size: v.pool_size,
-            log: v.log.unwrap_or_else(|| "info".into()),
+            }
+        }
+        Ok(self)
+    }
+
+    /// The database: the URL given, else the SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            let file = self.data_dir.join("twofa.sqlite3");
+            file.to_string_lossy().into_owned()
         })
     }
+}
+
+/// The README's table of settings, one row per setting, as `--help` knows them.
+pub fn markdown_table() -> String {
+    use clap::Args;
+    let command = Settings::augment_args(clap::Command::new("twofa"));
+    let mut rows = vec![
+        "| variable | TOML key | default | meaning |".to_string(),
+        "|---|---|---|---|".to_string(),
+    ];
+    for arg in command.get_arguments() {
+        let Some(env) = arg.get_env() else { continue };
+        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        let (meaning, stated) = match help.rsplit_once(" [default: ") {
+            Some((meaning, rest)) => (meaning.to_string(), rest.trim_end_matches(']').to_string()),
+            None => (help.clone(), String::new()),
+        };
+        let defaults: Vec<String> = arg
+            .get_default_values()
+            .iter()
+            .map(|v| format!("`{}`", v.to_string_lossy()))
+            .collect();
+        let default = match (defaults.is_empty(), stated.is_empty()) {
+            (false, _) => defaults.join(", "),
+            (true, false) => stated,
+            (true, true) => "none".into(),
+        };
+        let default = if default == "``" {
+            "empty".into()
+        } else {
+            default
+        };
+        // A `|` inside a cell would end it.
+        let (default, meaning) = (default.replace('|', "\\|"), meaning.replace('|', "\\|"));
+        rows.push(format!(
+            "| `{}` | `{}` | {default} | {meaning} |",
+            env.to_string_lossy(),
+            arg.get_id()
+        ));
+    }
+    rows.join("\n") + "\n"
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::{CommandFactory, FromArgMatches};
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    fn load(args: &[&str], file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let matches = Cli::command()
+            .try_get_matches_from(std::iter::once("twofa").chain(args.iter().copied()))
+            .unwrap();
+        let parsed = Cli::from_arg_matches(&matches).unwrap().settings;
+        Settings::load(parsed, &matches, file)
+    }
 
     #[test]
     fn defaults() {
-        let s = Settings::load(ConfigValues::default(), None).unwrap();
+        let s = load(&[], None).unwrap();
         assert_eq!(s.bind, "127.0.0.1:8080");
         assert_eq!(s.data_dir, PathBuf::from("./data"));
-        assert!(s.database_url.ends_with("twofa.sqlite3"));
+        assert!(s.database_url().ends_with("twofa.sqlite3"));
         assert_eq!(
-            s.dialects,
+            s.enabled,
             vec!["ucloud", "zstack", "authendpoints", "saasu"]
         );
-        assert_eq!(s.zstack_session_timeout, 7200);
-        assert!(!s.zstack_twofa_enable);
+        assert_eq!(s.zstack.session_timeout, 7200);
+        assert!(!s.zstack.twofa_enable);
+        assert_eq!(s.ucloud.issuer, "UCloud");
         assert_eq!(s.smtp_url, None);
     }
 
     #[test]
-    fn flags_override_file_and_unknown_keys_fail() {
+    fn flags_override_file_over_defaults_and_unknown_keys_fail() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("twofa.toml");
         std::fs::write(
             &path,
-            "bind = \"0.0.0.0:9000\"\ndata_dir = \"/var/lib/twofa\"\nucloud_issuer = \"Example\"\nzstack_session_timeout = 60\nzstack_twofa_enable = true\n",
+            "bind = \"0.0.0.0:9000\"\ndata_dir = \"/var/lib/twofa\"\n[ucloud]\nissuer = \"Example\"\n[zstack]\nsession_timeout = 60\ntwofa_enable = true\n",
         )
         .unwrap();
-        let flags = ConfigValues {
-            bind: Some("127.0.0.1:1".into()),
-            ..Default::default()
-        };
-        let s = Settings::load(flags, Some(&path)).unwrap();
+        let s = load(
+            &["--bind", "127.0.0.1:1", "--zstack-twofa-enable", "false"],
+            Some(&path),
+        )
+        .unwrap();
         assert_eq!(s.bind, "127.0.0.1:1");
         assert_eq!(s.data_dir, PathBuf::from("/var/lib/twofa"));
-        assert_eq!(s.ucloud_issuer, "Example");
-        assert_eq!(s.zstack_session_timeout, 60);
-        assert!(s.zstack_twofa_enable);
+        assert_eq!(s.ucloud.issuer, "Example");
+        assert_eq!(s.zstack.session_timeout, 60);
+        assert!(
+            !s.zstack.twofa_enable,
+            "a flag wins over the file even when it says the default"
+        );
+        // Settings the file does not name keep their defaults.
+        assert_eq!(s.saasu.access_token_ttl, 10800);
 
-        std::fs::write(&path, "bindd = \"x\"\n").unwrap();
+        for bad in [
+            "bindd = \"x\"\n",
+            "[zstack]\nsession_timeot = 1\n",
+            "[zstack]\nsession_timeout = \"x\"\n",
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(
+                matches!(load(&[], Some(&path)), Err(ConfigError::Invalid(..))),
+                "{bad}"
+            );
+        }
         assert!(matches!(
-            Settings::load(ConfigValues::default(), Some(&path)),
-            Err(ConfigError::Parse(..))
+            load(&[], Some(&dir.path().join("none.toml"))),
+            Err(ConfigError::Read(..))
         ));
+    }
+
+    #[test]
+    fn every_flag_id_is_its_toml_path() {
+        use clap::Args;
+        let all = serde_json::to_value(Settings {
+            database_url: Some("x".into()),
+            dialects: Some("x".into()),
+            admin_password: Some("x".into()),
+            master_key: Some("x".into()),
+            jwt_key: Some("x".into()),
+            smtp_url: Some("x".into()),
+            sms_webhook_url: Some("x".into()),
+            sms_webhook_token: Some("x".into()),
+            workers: Some(1),
+            pool_size: Some(1),
+            authendpoints: AuthEndpointsSettings {
+                templates: Some("x".into()),
+                ..Default::default()
+            },
+            saasu: SaasuSettings {
+                public_url: Some("x".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .unwrap();
+        let command = Settings::augment_args(clap::Command::new("twofa"));
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            let found = id.split('.').try_fold(&all, |v, key| v.get(key));
+            assert!(found.is_some(), "flag id {id} is not a TOML key");
+            assert!(arg.get_env().is_some(), "{id} has no TWOFA_* variable");
+        }
+    }
+
+    #[test]
+    fn readme_table_matches_the_code() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .unwrap();
+        let table = markdown_table();
+        assert!(
+            readme.contains(&table),
+            "README's settings table is out of date; it must read:\n{table}"
+        );
     }
 
     #[test]
@@ -376,35 +495,30 @@ mod tests {
             "[login]\nsubject = \"Your code\"\nbody = \"Code: {code}\"\n",
         )
         .unwrap();
-        let v = ConfigValues {
-            authendpoints_templates: Some(path.clone()),
-            ..Default::default()
-        };
-        let t = Settings::load(v.clone(), None)
+        let flag = path.to_str().unwrap();
+        let ae = load(&["--authendpoints-templates", flag], None)
             .unwrap()
-            .authendpoints_templates;
-        assert_eq!(t.login.unwrap().body, "Code: {code}");
-        assert!(t.enable_2fa.is_none());
+            .authendpoints;
+        assert_eq!(ae.login_mail.body, "Code: {code}");
+        assert_eq!(
+            ae.enable_2fa_mail.subject,
+            AuthEndpointsSettings::default().enable_2fa_mail.subject
+        );
         std::fs::write(&path, "[logn]\nsubject = \"x\"\nbody = \"y\"\n").unwrap();
         assert!(matches!(
-            Settings::load(v, None),
+            load(&["--authendpoints-templates", flag], None),
             Err(ConfigError::Parse(..))
         ));
     }
 
     #[test]
     fn dialect_list() {
-        let v = ConfigValues {
-            dialects: Some(" ucloud ,".into()),
-            ..Default::default()
-        };
-        assert_eq!(Settings::load(v, None).unwrap().dialects, vec!["ucloud"]);
-        let v = ConfigValues {
-            dialects: Some("ucloud,nope".into()),
-            ..Default::default()
-        };
+        assert_eq!(
+            load(&["--dialects", " ucloud ,"], None).unwrap().enabled,
+            vec!["ucloud"]
+        );
         assert!(matches!(
-            Settings::load(v, None),
+            load(&["--dialects", "ucloud,nope"], None),
             Err(ConfigError::UnknownDialect(..))
         ));
     }

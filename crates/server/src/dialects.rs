@@ -20,12 +20,7 @@ pub const ALL: &[Dialect] = &[
         doc_path: "/openapi/ucloud.json",
         openapi: twofa_api_ucloud::UcloudApi::openapi,
         mount: |cfg, core, settings| {
-            let ucloud = twofa_api_ucloud::UcloudSettings {
-                issuer: settings.ucloud_issuer.clone(),
-                secure_cookies: settings.secure_cookies,
-                ..Default::default()
-            };
-            twofa_api_ucloud::configure(core, ucloud)(cfg)
+            twofa_api_ucloud::configure(core, settings.ucloud.clone())(cfg)
         },
     },
     Dialect {
@@ -33,12 +28,7 @@ pub const ALL: &[Dialect] = &[
         doc_path: "/openapi/zstack.json",
         openapi: twofa_api_zstack::ZstackApi::openapi,
         mount: |cfg, core, settings| {
-            let zstack = twofa_api_zstack::ZstackSettings {
-                session_timeout: settings.zstack_session_timeout,
-                twofa_enable_default: settings.zstack_twofa_enable,
-                ..Default::default()
-            };
-            twofa_api_zstack::configure(core, zstack)(cfg)
+            twofa_api_zstack::configure(core, settings.zstack.clone())(cfg)
         },
     },
     Dialect {
@@ -46,54 +36,14 @@ pub const ALL: &[Dialect] = &[
         doc_path: "/openapi/authendpoints.json",
         openapi: twofa_api_authendpoints::AuthEndpointsApi::openapi,
         mount: |cfg, core, settings| {
-            let mut ae = twofa_api_authendpoints::AuthEndpointsSettings::default();
-            let set = |target: &mut String, value: &Option<String>| {
-                if let Some(v) = value {
-                    *target = v.clone();
-                }
-            };
-            set(&mut ae.prefix, &settings.authendpoints_prefix);
-            set(&mut ae.jwt_issuer, &settings.authendpoints_jwt_issuer);
-            set(&mut ae.jwt_audience, &settings.authendpoints_jwt_audience);
-            set(
-                &mut ae.email_confirmation_url,
-                &settings.authendpoints_email_confirmation_url,
-            );
-            set(
-                &mut ae.password_reset_url,
-                &settings.authendpoints_password_reset_url,
-            );
-            let templates = &settings.authendpoints_templates;
-            for (target, given) in [
-                (&mut ae.enable_2fa_mail, &templates.enable_2fa),
-                (&mut ae.login_mail, &templates.login),
-                (&mut ae.confirm_email_mail, &templates.confirm_email),
-                (&mut ae.reset_password_mail, &templates.reset_password),
-            ] {
-                if let Some(t) = given {
-                    *target = twofa_core::Template::new(t.subject.clone(), t.body.clone());
-                }
-            }
-            twofa_api_authendpoints::configure(core, ae)(cfg)
+            twofa_api_authendpoints::configure(core, settings.authendpoints.clone())(cfg)
         },
     },
     Dialect {
         name: twofa_api_saasu::DIALECT,
         doc_path: "/openapi/saasu.json",
         openapi: twofa_api_saasu::SaasuApi::openapi,
-        mount: |cfg, core, settings| {
-            let mut saasu = twofa_api_saasu::SaasuSettings {
-                public_url: settings.saasu_public_url.clone(),
-                ..Default::default()
-            };
-            if let Some(prefix) = &settings.saasu_prefix {
-                saasu.prefix = prefix.clone();
-            }
-            if let Some(ttl) = settings.saasu_access_token_ttl {
-                saasu.access_token_ttl = ttl;
-            }
-            twofa_api_saasu::configure(core, saasu)(cfg)
-        },
+        mount: |cfg, core, settings| twofa_api_saasu::configure(core, settings.saasu.clone())(cfg),
     },
 ];
 

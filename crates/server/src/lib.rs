@@ -15,7 +15,7 @@ use twofa_core::crypto::{load_or_create_key_file, parse_key};
 use twofa_core::{Core, CoreConfig, CoreError, OsRandom, SystemClock};
 use utoipa_swagger_ui::{SwaggerUi, Url};
 
-pub use config::{ConfigValues, Settings};
+pub use config::Settings;
 use dialects::Dialect;
 
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +75,7 @@ pub fn open_core(settings: &Settings) -> Result<Core, ServerError> {
         settings.jwt_key.as_deref(),
         &settings.data_dir.join("jwt.key"),
     )?;
-    let mut cfg = CoreConfig::new(settings.database_url.clone(), master_key, jwt_key.to_vec());
+    let mut cfg = CoreConfig::new(settings.database_url(), master_key, jwt_key.to_vec());
     if let Some(size) = settings.pool_size {
         cfg.pool_size = size;
     }
@@ -104,7 +104,7 @@ pub fn openapi_json(dialect: &Dialect) -> String {
 
 fn enabled(settings: &Settings) -> impl Iterator<Item = &'static Dialect> + '_ {
     settings
-        .dialects
+        .enabled
         .iter()
         .filter_map(|name| dialects::find(name))
 }

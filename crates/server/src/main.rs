@@ -1,11 +1,11 @@
 //! `twofa`: the server binary and its operator commands.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use twofa_core::{Actor, NewUser, Origin};
-use twofa_server::{dialects, ConfigValues, ServerError, Settings};
+use twofa_server::{dialects, ServerError, Settings};
 
 /// mimalloc: the request path allocates a lot across threads, where glibc malloc
 /// spent about a tenth of the CPU in profiles.
@@ -23,7 +23,7 @@ struct Cli {
     #[arg(long, env = "TWOFA_CONFIG", global = true)]
     config: Option<PathBuf>,
     #[command(flatten)]
-    values: ConfigValues,
+    settings: Settings,
     #[command(subcommand)]
     command: Command,
 }
@@ -107,20 +107,20 @@ async fn serve(settings: Settings) -> Result<(), ServerError> {
         tracing::warn!("created user `admin` with generated password: {password}");
     }
     let (server, addrs) = twofa_server::bind(core, &settings)?;
-    tracing::info!(?addrs, dialects = ?settings.dialects, backend = ?twofa_core::db::Backend::of_url(&settings.database_url), "twofa listening");
+    tracing::info!(?addrs, dialects = ?settings.enabled, backend = ?twofa_core::db::Backend::of_url(&settings.database_url()), "twofa listening");
     server.await?;
     tracing::info!("twofa stopped");
     Ok(())
 }
 
-async fn run(cli: Cli) -> Result<(), ServerError> {
-    let settings = Settings::load(cli.values, cli.config.as_deref())?;
+async fn run(cli: Cli, matches: clap::ArgMatches) -> Result<(), ServerError> {
+    let settings = Settings::load(cli.settings, &matches, cli.config.as_deref())?;
     init_logging(&settings.log);
     match cli.command {
         Command::Serve => serve(settings).await,
         Command::Openapi { out } => {
             std::fs::create_dir_all(&out)?;
-            for name in &settings.dialects {
+            for name in &settings.enabled {
                 let dialect = dialects::find(name).expect("settings hold built dialects");
                 let path = out.join(format!("{name}.json"));
                 std::fs::write(&path, twofa_server::openapi_json(dialect))?;
@@ -205,8 +205,12 @@ async fn run(cli: Cli) -> Result<(), ServerError> {
 
 #[actix_web::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli).await {
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match run(cli, matches).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("twofa: {e}");
