@@ -65,12 +65,7 @@ fn sqlite_stalled_body_is_closed() {
 /// under umask 022, after a run that wrote the database, the key files and both outboxes.
 fn file_modes(backend: Backend) {
     use std::os::unix::fs::PermissionsExt;
-    let Some(s) = Server::start_with_umask(
-        backend,
-        "file_modes",
-        &[("TWOFA_AUTHENDPOINTS_REGISTRATION", "open")],
-        Some("022"),
-    ) else {
+    let Some(s) = Server::start_with_umask(backend, "file_modes", &[], Some("022")) else {
         return;
     };
     crate::authendpoints::ae_outbox_on(&s);
@@ -183,4 +178,83 @@ pub fn security_headers(s: Server) {
 #[test]
 fn sqlite_security_headers() {
     security_headers(Server::start(Backend::Sqlite, "security_headers").unwrap())
+}
+
+fn register(s: &Server, user: &str, password: &str, confirm: &str) -> reqwest::blocking::Response {
+    s.http
+        .post(s.url("/users"))
+        .json(&serde_json::json!({
+            "email": format!("{user}@example.com"),
+            "username": user,
+            "password": password,
+            "confirmPassword": confirm,
+        }))
+        .send()
+        .unwrap()
+}
+
+/// `POST /users` is closed by default beside other dialects (403 ProblemDetails), open
+/// when AuthEndpoints is mounted alone unless set closed, and limited to 10 attempts per
+/// client address an hour (then 429 with Retry-After), counted in the database.
+fn registration(backend: Backend) {
+    let Some(all) = Server::start(backend, "registration_all") else {
+        return;
+    };
+    let r = register(&all, "mallory", "Mallory-pw1", "Mallory-pw1");
+    assert_eq!(r.status(), 403);
+    let body: serde_json::Value = r.json().unwrap();
+    assert_eq!(body["status"], 403, "{body}");
+    let login = all
+        .http
+        .post(all.url("/jwt/create"))
+        .json(&serde_json::json!({"username": "mallory", "password": "Mallory-pw1"}))
+        .send()
+        .unwrap();
+    assert_eq!(login.status(), 401, "no account was created");
+    drop(all);
+
+    let alone = [("TWOFA_DIALECTS", "authendpoints")];
+    let closed = Server::start_with(
+        backend,
+        "registration_closed",
+        &[alone[0], ("TWOFA_AUTHENDPOINTS_REGISTRATION", "closed")],
+    )
+    .unwrap();
+    assert_eq!(
+        register(&closed, "mallory", "Mallory-pw1", "Mallory-pw1").status(),
+        403
+    );
+    drop(closed);
+
+    let s = Server::start_with(backend, "registration_alone", &alone).unwrap();
+    assert_eq!(
+        register(&s, "alice", "Alice-pw1", "Alice-pw1").status(),
+        200
+    );
+    for i in 0..9 {
+        let r = register(&s, &format!("u{i}"), "Pw-12345", "differs");
+        assert_eq!(r.status(), 400, "attempt {}", i + 2);
+    }
+    let r = register(&s, "bob", "Bob-pw12", "Bob-pw12");
+    assert_eq!(r.status(), 429, "the 11th attempt within the hour");
+    let retry: i64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry > 3000 && retry <= 3600, "{retry}");
+    // The limit is in the database: a restarted server keeps it.
+    let mut s = s;
+    s.restart_with(&alone);
+    assert_eq!(register(&s, "bob", "Bob-pw12", "Bob-pw12").status(), 429);
+}
+
+#[test]
+fn sqlite_registration() {
+    registration(Backend::Sqlite)
+}
+
+#[test]
+fn postgres_registration() {
+    registration(Backend::Postgres)
 }

@@ -293,6 +293,16 @@ impl Settings {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        if self.authendpoints.registration.is_none() {
+            // Accounts registered through AuthEndpoints sign in on every dialect: open
+            // only where AuthEndpoints is the whole server, as the product is.
+            let alone = self.enabled == [twofa_api_authendpoints::DIALECT];
+            self.authendpoints.registration = Some(if alone {
+                twofa_api_authendpoints::Registration::Open
+            } else {
+                twofa_api_authendpoints::Registration::Closed
+            });
+        }
         if let Some(path) = self.authendpoints.templates.clone() {
             let text =
                 std::fs::read_to_string(&path).map_err(|e| ConfigError::Read(path.clone(), e))?;
@@ -396,6 +406,13 @@ mod tests {
         assert!(!s.zstack.twofa_enable);
         assert_eq!(s.ucloud.issuer, "UCloud");
         assert_eq!(s.smtp_url, None);
+        assert_eq!(s.body_timeout, 10);
+        use twofa_api_authendpoints::Registration;
+        assert_eq!(s.authendpoints.registration, Some(Registration::Closed));
+        let alone = load(&["--dialects", "authendpoints"], None).unwrap();
+        assert_eq!(alone.authendpoints.registration, Some(Registration::Open));
+        let set = load(&["--authendpoints-registration", "open"], None).unwrap();
+        assert_eq!(set.authendpoints.registration, Some(Registration::Open));
     }
 
     #[test]
@@ -456,6 +473,7 @@ mod tests {
             pool_size: Some(1),
             authendpoints: AuthEndpointsSettings {
                 templates: Some("x".into()),
+                registration: Some(twofa_api_authendpoints::Registration::Open),
                 ..Default::default()
             },
             saasu: SaasuSettings {

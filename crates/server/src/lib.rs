@@ -46,8 +46,9 @@ fn key(setting: Option<&str>, file: &Path) -> Result<[u8; 32], CoreError> {
 pub fn prepare_files(settings: &Settings) -> Result<(), ServerError> {
     use twofa_core::files;
     files::private_dir(&settings.data_dir)?;
-    if twofa_core::db::Backend::of_url(&settings.database_url) == twofa_core::db::Backend::Sqlite {
-        let db = Path::new(twofa_core::db::sqlite_path(&settings.database_url));
+    let url = settings.database_url();
+    if twofa_core::db::Backend::of_url(&url) == twofa_core::db::Backend::Sqlite {
+        let db = Path::new(twofa_core::db::sqlite_path(&url));
         if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
             files::private_dir(dir)?;
         }
