@@ -28,15 +28,25 @@ pub fn secret_to_base32(secret: &[u8]) -> String {
     Secret::from(secret.to_vec()).to_base32()
 }
 
+/// The shortest secret that verifies: 80 bits, what UCloud's and ZStack's own
+/// enrolments generated (RFC 4226 asks for at least 128, and new enrolments here get
+/// [`SECRET_BYTES`]), so their users' authenticators keep working after an import.
+pub const MIN_SECRET_BYTES: usize = 10;
+
 fn totp(secret: &[u8], digits: usize) -> Result<Totp, CoreError> {
-    Builder::new()
+    if secret.len() < MIN_SECRET_BYTES {
+        let bits = secret.len() * 8;
+        return Err(CoreError::Internal(format!("TOTP secret of {bits} bits")));
+    }
+    // totp-rs refuses secrets under 128 bits in `build`; the length is checked above
+    // and the digits and period are the constants of this module.
+    Ok(Builder::new()
         .with_algorithm(Algorithm::SHA1)
         .with_digits(digits as u8)
         .with_skew(SKEW)
         .with_step_duration(PERIOD)
         .with_secret(secret.to_vec())
-        .build()
-        .map_err(|e| CoreError::Internal(format!("invalid TOTP secret: {e}")))
+        .build_noncompliant())
 }
 
 /// Decodes an unpadded (or padded) RFC 4648 base32 secret.
@@ -188,5 +198,23 @@ mod tests {
             .decode(b64)
             .unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    }
+
+    /// An 80-bit secret as UCloud and ZStack generated them; codes from Python's
+    /// `hmac`/`hashlib` (RFC 6238 by hand), not from totp-rs.
+    #[test]
+    fn eighty_bit_secrets_verify_and_shorter_ones_are_refused() {
+        let secret = secret_from_base32("AERUKZ4JVPG66AJD").unwrap();
+        assert_eq!(secret.len(), 10);
+        for (now, code) in [
+            (59, "159079"),
+            (1_111_111_109, "134655"),
+            (2_000_000_000, "429940"),
+        ] {
+            assert_eq!(code_at(&secret, now).unwrap(), code);
+            assert_eq!(matching_step(&secret, code, now).unwrap(), Some(now / 30));
+        }
+        assert!(code_at(&secret[..9], 59).is_err());
+        assert!(matching_step(&secret[..9], "159079", 59).is_err());
     }
 }

@@ -7,7 +7,9 @@ use crate::audit::{self, Subject};
 use crate::db::schema::users;
 use crate::db::{write_tx, DbConnection};
 use crate::lockout::{self, PASSWORD};
-use crate::passwords::{dummy_password_hash, hash_password, verify_password, Password};
+use crate::passwords::{
+    dummy_password_hash, hash_password, needs_upgrade, verify_password, Password,
+};
 use crate::random::{random_hex, random_uuid};
 use crate::{Core, CoreError, CoreResult, Inner, Origin};
 
@@ -291,16 +293,33 @@ impl Core {
             })
             .await?;
         let hash = row.as_ref().and_then(|r| r.password_hash.clone());
-        let password_ok = self
-            .cpu(move |_| {
-                verify_password(hash.as_deref().unwrap_or(dummy_password_hash()), &password)
+        let (password_ok, upgrade) = self
+            .cpu(move |inner| {
+                let stored = hash.as_deref().unwrap_or(dummy_password_hash());
+                let ok = verify_password(stored, &password);
+                // An imported legacy hash is replaced by argon2id on its first success.
+                let upgrade = match ok && needs_upgrade(stored) {
+                    true => Some((stored.to_string(), hash_password(inner.rng(), &password)?)),
+                    false => None,
+                };
+                Ok::<_, CoreError>((ok, upgrade))
             })
-            .await?;
+            .await??;
         let origin = origin.clone();
         self.run(move |inner, conn| match row {
             Some(row) if password_ok && !row.disabled => {
                 write_tx(conn, |conn| {
                     lockout::clear(conn, &key)?;
+                    if let Some((old, new)) = &upgrade {
+                        // Only if unchanged meanwhile: a password set since wins.
+                        diesel::update(
+                            users::table
+                                .find(&row.id)
+                                .filter(users::password_hash.eq(old)),
+                        )
+                        .set(users::password_hash.eq(new))
+                        .execute(conn)?;
+                    }
                     audit::record(inner, conn, &origin, "login.password_ok", &row, None)
                 })?;
                 Ok(row.into())

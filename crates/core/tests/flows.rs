@@ -1645,6 +1645,92 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Reads or writes `users.password_hash` directly: an importer's write, a check that
+/// nothing else is kept.
+fn password_hash(e: &Env, username: &str, set: Option<&str>) -> String {
+    use diesel::prelude::*;
+    use diesel::sql_types::Text;
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        password_hash: String,
+    }
+    // The same statements on either backend, with its placeholders.
+    macro_rules! on {
+        ($conn:expr, $p1:literal, $p2:literal) => {{
+            let conn = &mut $conn;
+            if let Some(hash) = set {
+                let update = concat!(
+                    "UPDATE users SET password_hash = ",
+                    $p1,
+                    " WHERE username = ",
+                    $p2
+                );
+                diesel::sql_query(update)
+                    .bind::<Text, _>(hash)
+                    .bind::<Text, _>(username)
+                    .execute(conn)
+                    .unwrap();
+            }
+            let select = concat!("SELECT password_hash FROM users WHERE username = ", $p1);
+            diesel::sql_query(select)
+                .bind::<Text, _>(username)
+                .get_result::<Row>(conn)
+                .unwrap()
+                .password_hash
+        }};
+    }
+    if e.db_file.is_some() {
+        on!(
+            diesel::SqliteConnection::establish(&e.url).unwrap(),
+            "?",
+            "?"
+        )
+    } else {
+        on!(diesel::PgConnection::establish(&e.url).unwrap(), "$1", "$2")
+    }
+}
+
+/// A user imported with another product's hash signs in with their old password; that
+/// first success replaces the hash with argon2id, and the legacy hash is gone.
+async fn legacy_hashes_upgrade_on_first_sign_in(e: Env) {
+    // Identity v3 (PBKDF2-HMAC-SHA512, 100,000 iterations) and ZStack's SHA-512, both
+    // computed with Python's hashlib.
+    let identity = "$aspnet-identity$AQAAAAIAAYagAAAAEGRlZmdoaWprbG1ub3BxcnO9Raaen+Q0R2m94mLLOkeTl7OokohV7x3k739xZfEtQA==";
+    let zstack = "$sha512$7d0cf9119d31d0afb1f1c78620677aa613b269784f504a6df7cf3239e1a3477466f536baf7d25596325f87d6f9435b20ae6244b943255b1260e8b0038cccf280";
+    for (name, legacy, given) in [
+        ("ida", identity, Password::Plain("Correct-horse-9".into())),
+        ("zed", zstack, sha512_hex("Correct-horse-9")),
+    ] {
+        e.user(name, false).await;
+        password_hash(&e, name, Some(legacy));
+        let login = |p: Password| e.core.password_login(origin(), name.into(), p, None);
+        let wrong = login(Password::Plain("Correct-horse-8".into())).await;
+        assert!(matches!(wrong, Err(CoreError::InvalidCredentials)));
+        assert_eq!(
+            password_hash(&e, name, None),
+            legacy,
+            "a failure changes nothing"
+        );
+        let step = login(given.clone()).await.unwrap();
+        assert!(matches!(step, LoginStep::Complete(_)));
+        let upgraded = password_hash(&e, name, None);
+        assert!(upgraded.starts_with("$argon2id$"), "{upgraded}");
+        // The same password, plain or as ZStack's digest, still works against argon2id.
+        for again in [
+            given,
+            Password::Plain("Correct-horse-9".into()),
+            sha512_hex("Correct-horse-9"),
+        ] {
+            assert!(matches!(
+                login(again).await.unwrap(),
+                LoginStep::Complete(_)
+            ));
+        }
+        assert_eq!(password_hash(&e, name, None), upgraded, "upgraded once");
+    }
+}
+
 on_both_backends!(
     enrollment_then_login,
     window_is_one_step,
@@ -1674,4 +1760,5 @@ on_both_backends!(
     opt_in_proves_the_authenticator,
     lockout_is_exact_under_concurrency,
     reset_removes_every_factor,
+    legacy_hashes_upgrade_on_first_sign_in,
 );

@@ -1,6 +1,9 @@
 //! Passwords: argon2id over the SHA-512 hex of the plaintext, so a client that sends
 //! only that digest (ZStack) is checked against the same hash, and nothing weaker than
-//! argon2id is kept.
+//! argon2id is written. Hashes imported from other products verify through
+//! [`legacy`] until their first successful use replaces them.
+
+mod legacy;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -55,8 +58,12 @@ pub fn hash_password(rng: &dyn RandomSource, password: &Password) -> Result<Stri
         .map_err(|e| CoreError::Internal(e.to_string()))
 }
 
-/// Constant-time (argon2 compares digests in constant time).
+/// Constant-time (argon2 compares digests in constant time, the legacy forms with
+/// `subtle`).
 pub fn verify_password(hash: &str, password: &Password) -> bool {
+    if let Some(matched) = legacy::verify(hash, password) {
+        return matched;
+    }
     let prehashed = password.prehashed();
     PasswordHash::new(hash)
         .map(|parsed| {
@@ -65,6 +72,12 @@ pub fn verify_password(hash: &str, password: &Password) -> bool {
                 .is_ok()
         })
         .unwrap_or(false)
+}
+
+/// Whether `hash` is a form this server does not write, to be replaced by argon2id on
+/// the next successful sign-in.
+pub fn needs_upgrade(hash: &str) -> bool {
+    !hash.starts_with("$argon2id$")
 }
 
 /// An argon2id hash of a random password: verifying against it costs as much as a real
@@ -101,5 +114,41 @@ mod tests {
             &Password::Sha512Hex(digest.to_uppercase())
         ));
         assert!(!verify_password(&h, &Password::Sha512Hex("hunter2".into())));
+    }
+
+    /// Vectors from Python's hashlib (`pbkdf2_hmac`, `sha512`), not from our code:
+    /// the Identity v2/v3 layouts as ASP.NET Core Identity stores them.
+    #[test]
+    fn legacy_hashes_from_an_independent_implementation() {
+        let right = Password::Plain("Correct-horse-9".into());
+        let wrong = Password::Plain("Correct-horse-8".into());
+        for hash in [
+            "$aspnet-identity$AAABAgMEBQYHCAkKCwwNDg/oaAECE1zMikaM2WIrM2CWOm93gqKUZNGxfwHJd/tpIQ==",
+            "$aspnet-identity$AQAAAAIAAYagAAAAEGRlZmdoaWprbG1ub3BxcnO9Raaen+Q0R2m94mLLOkeTl7OokohV7x3k739xZfEtQA==",
+            "$aspnet-identity$AQAAAAEAACcQAAAAEGRlZmdoaWprbG1ub3BxcnP/786haMqeEnWjBV36NIF/dOZjhgy26u8c7rNVesnqzg==",
+            "$sha512$7d0cf9119d31d0afb1f1c78620677aa613b269784f504a6df7cf3239e1a3477466f536baf7d25596325f87d6f9435b20ae6244b943255b1260e8b0038cccf280",
+        ] {
+            assert!(verify_password(hash, &right), "{hash}");
+            assert!(!verify_password(hash, &wrong), "{hash}");
+            assert!(needs_upgrade(hash));
+        }
+        // ZStack's clients send the digest itself.
+        let digest = Password::Sha512Hex("7D0CF9119D31D0AFB1F1C78620677AA613B269784F504A6DF7CF3239E1A3477466F536BAF7D25596325F87D6F9435B20AE6244B943255B1260E8B0038CCCF280".into());
+        assert!(verify_password("$sha512$7d0cf9119d31d0afb1f1c78620677aa613b269784f504a6df7cf3239e1a3477466f536baf7d25596325f87d6f9435b20ae6244b943255b1260e8b0038cccf280", &digest));
+        assert!(!verify_password(
+            "$aspnet-identity$AAABAgMEBQYHCAkKCwwNDg/oaAECE1zMikaM2WIrM2CWOm93gqKUZNGxfwHJd/tpIQ==",
+            &digest
+        ));
+        // Malformed or weakened stored values never match.
+        for hash in [
+            "$aspnet-identity$",
+            "$aspnet-identity$AA==",
+            "$aspnet-identity$AQAAAAIAAAAAAAAAEA==",
+            "$sha512$",
+        ] {
+            assert!(!verify_password(hash, &right), "{hash}");
+        }
+        let ours = hash_password(&SeededRandom::new(1), &right).unwrap();
+        assert!(!needs_upgrade(&ours));
     }
 }
