@@ -139,6 +139,9 @@ fn claims(token: &str) -> Value {
     .unwrap()
 }
 
+/// Registration, closed by default beside other dialects, open for these tests.
+pub const OPEN_REGISTRATION: (&str, &str) = ("TWOFA_AUTHENDPOINTS_REGISTRATION", "open");
+
 /// A server whose mail goes to `sink` over SMTP.
 pub fn start_with_mail(backend: crate::harness::Backend, test: &str) -> Option<(Server, MailSink)> {
     let sink = MailSink::start();
@@ -147,6 +150,7 @@ pub fn start_with_mail(backend: crate::harness::Backend, test: &str) -> Option<(
         backend,
         test,
         &[
+            OPEN_REGISTRATION,
             ("TWOFA_SMTP_URL", &url),
             ("TWOFA_MAIL_FROM", "noreply@twofa.test"),
         ],
@@ -569,7 +573,7 @@ pub fn ae_credentials_need_starttls(backend: crate::harness::Backend) {
     let Some(s) = Server::start_with(
         backend,
         "ae_credentials_need_starttls",
-        &[("TWOFA_SMTP_URL", &url)],
+        &[OPEN_REGISTRATION, ("TWOFA_SMTP_URL", &url)],
     ) else {
         return;
     };
@@ -582,9 +586,25 @@ pub fn ae_credentials_need_starttls(backend: crate::harness::Backend) {
 
 /// Without SMTP, mail goes to <data dir>/outbox/mail as .eml files.
 pub fn ae_outbox(s: Server) {
-    register(&s, "erin", "erin@example.com", "Erin-pw1");
-    let (access, _) = tokens(&s, "erin", "Erin-pw1");
-    get(&s, "/users/verify_email", &access).assert_empty(204);
+    ae_outbox_on(&s)
+}
+
+/// Mail without SMTP lands in the outbox (`ae_outbox`, on a server the caller keeps).
+pub fn ae_outbox_on(s: &Server) {
+    s.cli(
+        &[
+            "user",
+            "add",
+            "--username",
+            "erin",
+            "--email",
+            "erin@example.com",
+            "--password-stdin",
+        ],
+        Some("Erin-pw1\n"),
+    );
+    let (access, _) = tokens(s, "erin", "Erin-pw1");
+    get(s, "/users/verify_email", &access).assert_empty(204);
     let dir = s.data_dir.path().join("outbox").join("mail");
     let files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()

@@ -26,6 +26,8 @@ pub struct Server {
     pub http: Client,
     /// Extra `TWOFA_*` settings for the server and its CLI runs (`start_with`, `restart_with`).
     env: Vec<(String, String)>,
+    /// The umask `twofa serve` starts under (`start_with_umask`); else the test's.
+    umask: Option<&'static str>,
 }
 
 fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -50,6 +52,16 @@ impl Server {
 
     /// Like `start`, with more settings in the environment.
     pub fn start_with(backend: Backend, test: &str, env: &[(&str, &str)]) -> Option<Server> {
+        Server::start_with_umask(backend, test, env, None)
+    }
+
+    /// Like `start_with`, the server started under `umask` (e.g. "022").
+    pub fn start_with_umask(
+        backend: Backend,
+        test: &str,
+        env: &[(&str, &str)],
+        umask: Option<&'static str>,
+    ) -> Option<Server> {
         let data_dir = tempfile::tempdir().unwrap();
         let database_url = match backend {
             Backend::Sqlite => data_dir
@@ -70,6 +82,7 @@ impl Server {
                 .build()
                 .unwrap(),
             env: owned(env),
+            umask,
         };
         server.serve();
         Some(server)
@@ -80,8 +93,18 @@ impl Server {
         // A port taken between probing and binding is retried.
         for _ in 0..5 {
             let port = free_port();
-            let child = self
-                .command()
+            let mut cmd = match self.umask {
+                // The shell sets the umask, then becomes the binary.
+                Some(umask) => {
+                    let mut cmd = self.command_of("sh");
+                    cmd.arg("-c")
+                        .arg(format!("umask {umask}; exec \"$0\" \"$@\""))
+                        .arg(env!("CARGO_BIN_EXE_twofa"));
+                    cmd
+                }
+                None => self.command(),
+            };
+            let child = cmd
                 .arg("serve")
                 .env("TWOFA_BIND", format!("127.0.0.1:{port}"))
                 .spawn()
@@ -116,6 +139,7 @@ impl Server {
             backend: self.backend,
             http: self.http.clone(),
             env,
+            umask: self.umask,
         };
         other.serve();
         other
@@ -130,7 +154,12 @@ impl Server {
 
     /// The binary with this server's configuration.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_twofa"));
+        self.command_of(env!("CARGO_BIN_EXE_twofa"))
+    }
+
+    /// `program` with this server's configuration in its environment.
+    fn command_of(&self, program: &str) -> Command {
+        let mut cmd = Command::new(program);
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("TWOFA_DATA_DIR", self.data_dir.path())

@@ -5,6 +5,7 @@ mod postgres;
 
 mod authendpoints;
 mod clients;
+mod hardening;
 mod harness;
 mod lockout;
 mod mail;
@@ -125,7 +126,8 @@ fn smtp_down(backend: Backend, test: &str) -> Option<Server> {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("smtp://127.0.0.1:{}", closed.local_addr().unwrap().port());
     drop(closed);
-    Server::start_with(backend, test, &[("TWOFA_SMTP_URL", &url)])
+    let open = authendpoints::OPEN_REGISTRATION;
+    Server::start_with(backend, test, &[open, ("TWOFA_SMTP_URL", &url)])
 }
 
 #[test]

@@ -632,10 +632,14 @@ pub fn zstack_query_engine(s: Server) {
     assert_eq!(query(&s, &u2, "?count=true").1["total"], 1);
     // A bound factor's secret is not disclosed by the query either.
     assert_eq!(query(&s, &u2, "").1["inventories"][0]["secret"], "");
-    assert_ne!(
-        q(&format!("?q=uuid={}", id(2)))["inventories"][0]["secret"],
-        ""
-    );
+    // Nor is another user's pending secret, not even to an admin.
+    let pending = q(&format!("?q=uuid={}", id(2)));
+    assert_eq!(pending["inventories"][0]["status"], "NewCreated");
+    assert_eq!(pending["inventories"][0]["secret"], "");
+    assert!(q("")
+        .to_string()
+        .find(factors[2]["secret"].as_str().unwrap())
+        .is_none());
 
     // Bad syntax: 400 plain text.
     let bad = |params: &str| {
@@ -711,6 +715,13 @@ pub fn zstack_query_engine(s: Server) {
         error_code(&query(&s, "0123456789abcdef0123456789abcdef", "").1),
         "ID.1001"
     );
+
+    // The owner of a pending factor sees its secret (2FA off, so u3 signs in unbound).
+    set_enabled(&s, &admin, false);
+    let u3 = session(&s, "u3", "pw", &[]);
+    let own = query(&s, &u3, "").1;
+    assert_eq!(uuids(&own), vec![id(2)]);
+    assert_eq!(own["inventories"][0]["secret"], factors[2]["secret"]);
 }
 
 /// Reset by an admin (202 + poll), refused to a non-admin, and the job API's errors.

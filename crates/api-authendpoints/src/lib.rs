@@ -78,6 +78,16 @@ pub struct AuthEndpointsSettings {
     #[arg(skip = AuthEndpointsSettings::default().reset_password_mail)]
     #[serde(skip)]
     pub reset_password_mail: Template,
+    /// Whether `POST /users` creates accounts (`open`) or answers 403 (`closed`); accounts made here sign in on every mounted dialect [default: open when AuthEndpoints is the only dialect mounted, else closed]
+    #[arg(
+        id = "authendpoints.registration",
+        long = "authendpoints-registration",
+        env = "TWOFA_AUTHENDPOINTS_REGISTRATION",
+        value_enum,
+        global = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration: Option<Registration>,
     #[arg(skip = AuthEndpointsSettings::default().max_body_bytes)]
     #[serde(skip)]
     pub max_body_bytes: usize,
@@ -112,8 +122,28 @@ impl Default for AuthEndpointsSettings {
                 "Password Reset",
                 "You're receiving this email because you requested a password reset for your user account.\nPlease open this link to choose a new password:\n\n{link}\n\nThanks for using our site!",
             ),
+            registration: None,
             max_body_bytes: 64 * 1024,
         }
+    }
+}
+
+/// `authendpoints.registration`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// `POST /users` creates accounts, as AuthEndpoints does.
+    Open,
+    /// `POST /users` is refused.
+    Closed,
+}
+
+impl AuthEndpointsSettings {
+    /// Registration as set; unset (the dialect alone, as the product) it is open.
+    pub fn registration_open(&self) -> bool {
+        self.registration != Some(Registration::Closed)
     }
 }
 

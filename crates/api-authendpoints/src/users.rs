@@ -40,15 +40,18 @@ async fn email_link(
     email_code(req, core, user_id, purpose, CodeFormat::Token, template).await
 }
 
-/// Registers a user (email confirmation is a separate step).
+/// Registers a user (email confirmation is a separate step), when registration is open;
+/// each client address may try 10 times an hour.
 #[utoipa::path(
     tag = "users",
     request_body = RegisterRequest,
     responses(
         (status = 200, description = "Registered (empty body)"),
         (status = 400, description = "Validation problem, or passwords differ", body = ErrorResponse),
+        (status = 403, description = "Registration is closed (`authendpoints.registration`)", body = ProblemDetails),
         (status = 409, description = "Username or email taken, or password policy", body = ErrorResponse),
         (status = 415, description = "Not JSON", body = ProblemDetails),
+        (status = 429, description = "Too many registrations from this address (10 an hour)", body = ProblemDetails),
     )
 )]
 #[post("/users")]
@@ -57,6 +60,10 @@ pub async fn register(
     Json(body): Json<RegisterRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let core = core(&req)?;
+    if !settings(&req).registration_open() {
+        return Err(ApiError::Problem(StatusCode::FORBIDDEN));
+    }
+    core.count_registration(origin(&req)).await?;
     let password = body.password.unwrap_or_default();
     if Some(&password) != body.confirm_password.as_ref() {
         return Err(errors(

@@ -93,14 +93,14 @@ pub fn load_or_create_key_file(path: &Path, rng: &dyn RandomSource) -> Result<[u
         Ok(text) => parse_key(&text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(io)?;
+                crate::files::private_dir(dir).map_err(io)?;
             }
             let key: [u8; 32] = random_bytes(rng, 32).try_into().expect("32 bytes");
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(path).map_err(io)?;
+            let mut file = crate::files::private_options()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map_err(io)?;
             file.write_all(hex(&key).as_bytes()).map_err(io)?;
             file.sync_all().map_err(io)?;
             Ok(key)

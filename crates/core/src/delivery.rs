@@ -250,15 +250,15 @@ impl Delivery {
     }
 }
 
-/// Appends `bytes` to `dir/name` (created as needed) off the async threads: the outbox
+/// Appends `bytes` to `dir/name` (created as needed, 0700 and 0600) off the async threads: the outbox
 /// of a transport that is not configured. One write per call, so concurrent appends to
 /// one file do not interleave.
 async fn append_to_outbox(dir: PathBuf, name: String, bytes: Vec<u8>) -> CoreResult<PathBuf> {
     tokio::task::spawn_blocking(move || -> std::io::Result<PathBuf> {
         use std::io::Write;
-        std::fs::create_dir_all(&dir)?;
+        crate::files::private_dir(&dir)?;
         let path = dir.join(name);
-        std::fs::OpenOptions::new()
+        crate::files::private_options()
             .create(true)
             .append(true)
             .open(&path)?

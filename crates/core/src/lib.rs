@@ -27,6 +27,7 @@ pub mod crypto;
 pub mod db;
 pub mod delivery;
 pub mod error;
+pub mod files;
 pub mod otp;
 pub mod passwords;
 pub mod random;

@@ -1,7 +1,7 @@
 //! Every brute-force counter: kept in the database, so they hold across every instance
 //! that shares it, and checked and recorded in one transaction, so they are exact under
-//! concurrency. Keys name what is limited (a username's password, a user's codes),
-//! never only an IP address.
+//! concurrency. Keys name what is limited (a username's password, a user's codes, a
+//! client address's registrations).
 //!
 //! Two ways to count, by how long the check takes:
 //! - [`code_attempt`]: a code check is microseconds of CPU, so the counter row is held
@@ -51,6 +51,19 @@ pub const CODES: Policy = Policy {
     lockout_secs: |n| (30i64 << (n.clamp(1, 8) - 1)).min(3600),
     forget_after: i64::MAX,
 };
+
+/// Self-service registrations (AuthEndpoints' `POST /users`): 10 attempts per client
+/// address per hour; the 11th within the hour is refused for an hour.
+pub const REGISTRATION: Policy = Policy {
+    max_failures: 10,
+    window: Some(3600),
+    lockout_secs: |_| 3600,
+    forget_after: 3600,
+};
+
+pub fn registration_key(ip: Option<&str>) -> String {
+    format!("registration:{}", ip.unwrap_or("unknown"))
+}
 
 pub fn password_key(username: &str) -> String {
     format!("password:{}", username.to_lowercase())
@@ -168,6 +181,31 @@ pub(crate) fn record(
     now: i64,
 ) -> CoreResult<Option<i64>> {
     write_tx(conn, |conn| record_failure(conn, policy, key, now))
+}
+
+/// Takes one of the attempts `policy` allows `key`, exactly under concurrency: refused
+/// (`Err(Locked)`) while the key is locked; the attempt that reaches the limit is
+/// allowed and starts the lockout.
+pub(crate) fn take_attempt(
+    conn: &mut DbConnection,
+    policy: &Policy,
+    key: &str,
+    now: i64,
+) -> CoreResult<()> {
+    write_tx(conn, |conn| {
+        hold(conn, key, now)?;
+        record_failure(conn, policy, key, now).map(|_| ())
+    })
+}
+
+impl crate::Core {
+    /// Counts a self-service registration attempt from `origin`'s address against
+    /// [`REGISTRATION`]; `Err(Locked)` once the address has used them up.
+    pub async fn count_registration(&self, origin: Origin) -> CoreResult<()> {
+        let key = registration_key(origin.ip.as_deref());
+        self.run(move |inner, conn| take_attempt(conn, &REGISTRATION, &key, inner.now()))
+            .await
+    }
 }
 
 /// Forgets the failures of `key` (after a success).

@@ -104,6 +104,10 @@ pub struct Settings {
     #[arg(id = "sms_timeout", long = "sms-timeout", value_name = "SMS_TIMEOUT", env = "TWOFA_SMS_TIMEOUT", default_value_t = Settings::default().sms_timeout,
         value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub sms_timeout: u64,
+    /// Seconds a request's headers, and then its body, may take to arrive before the connection is closed
+    #[arg(id = "body_timeout", long = "body-timeout", value_name = "BODY_TIMEOUT", env = "TWOFA_BODY_TIMEOUT", default_value_t = Settings::default().body_timeout,
+        value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub body_timeout: u64,
     /// HTTP worker threads [default: one per core]
     #[arg(
         id = "workers",
@@ -156,6 +160,7 @@ impl Default for Settings {
             sms_webhook_url: None,
             sms_webhook_token: None,
             sms_timeout: 10,
+            body_timeout: 10,
             workers: None,
             pool_size: None,
             log: "info".into(),
@@ -288,6 +293,16 @@ impl Settings {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        if self.authendpoints.registration.is_none() {
+            // Accounts registered through AuthEndpoints sign in on every dialect: open
+            // only where AuthEndpoints is the whole server, as the product is.
+            let alone = self.enabled == [twofa_api_authendpoints::DIALECT];
+            self.authendpoints.registration = Some(if alone {
+                twofa_api_authendpoints::Registration::Open
+            } else {
+                twofa_api_authendpoints::Registration::Closed
+            });
+        }
         if let Some(path) = self.authendpoints.templates.clone() {
             let text =
                 std::fs::read_to_string(&path).map_err(|e| ConfigError::Read(path.clone(), e))?;
@@ -391,6 +406,13 @@ mod tests {
         assert!(!s.zstack.twofa_enable);
         assert_eq!(s.ucloud.issuer, "UCloud");
         assert_eq!(s.smtp_url, None);
+        assert_eq!(s.body_timeout, 10);
+        use twofa_api_authendpoints::Registration;
+        assert_eq!(s.authendpoints.registration, Some(Registration::Closed));
+        let alone = load(&["--dialects", "authendpoints"], None).unwrap();
+        assert_eq!(alone.authendpoints.registration, Some(Registration::Open));
+        let set = load(&["--authendpoints-registration", "open"], None).unwrap();
+        assert_eq!(set.authendpoints.registration, Some(Registration::Open));
     }
 
     #[test]
@@ -451,6 +473,7 @@ mod tests {
             pool_size: Some(1),
             authendpoints: AuthEndpointsSettings {
                 templates: Some("x".into()),
+                registration: Some(twofa_api_authendpoints::Registration::Open),
                 ..Default::default()
             },
             saasu: SaasuSettings {

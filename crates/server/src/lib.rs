@@ -3,11 +3,14 @@
 
 pub mod config;
 pub mod dialects;
+pub mod middleware;
 
+use actix_web::middleware::from_fn;
 use actix_web::{get, web, App, HttpResponse, HttpServer};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 use twofa_core::crypto::{load_or_create_key_file, parse_key};
 use twofa_core::{Core, CoreConfig, CoreError, OsRandom, SystemClock};
 use utoipa_swagger_ui::{SwaggerUi, Url};
@@ -36,9 +39,35 @@ fn key(setting: Option<&str>, file: &Path) -> Result<[u8; 32], CoreError> {
     }
 }
 
+/// The data dir 0700 and the files the server keeps there 0600, whatever the umask:
+/// a SQLite database is created empty with mode 0600 before SQLite opens it, and SQLite
+/// gives its `-wal` and `-shm` files the database's mode; existing files are restricted.
+/// Key and outbox files are created 0600 where they are written (`twofa_core::files`).
+pub fn prepare_files(settings: &Settings) -> Result<(), ServerError> {
+    use twofa_core::files;
+    files::private_dir(&settings.data_dir)?;
+    let url = settings.database_url();
+    if twofa_core::db::Backend::of_url(&url) == twofa_core::db::Backend::Sqlite {
+        let db = Path::new(twofa_core::db::sqlite_path(&url));
+        if let Some(dir) = db.parent().filter(|d| !d.as_os_str().is_empty()) {
+            files::private_dir(dir)?;
+        }
+        files::private_file(db)?;
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let mut name = db.as_os_str().to_owned();
+            name.push(suffix);
+            files::restrict_if_present(Path::new(&name))?;
+        }
+    }
+    for name in ["master.key", "jwt.key", "outbox/sms.jsonl"] {
+        files::restrict_if_present(&settings.data_dir.join(name))?;
+    }
+    Ok(())
+}
+
 /// Opens the database (creating the data dir and key files as needed) and migrates it.
 pub fn open_core(settings: &Settings) -> Result<Core, ServerError> {
-    std::fs::create_dir_all(&settings.data_dir)?;
+    prepare_files(settings)?;
     let master_key = key(
         settings.master_key.as_deref(),
         &settings.data_dir.join("master.key"),
@@ -120,8 +149,20 @@ pub fn bind(
     settings: &Settings,
 ) -> Result<(actix_web::dev::Server, Vec<SocketAddr>), ServerError> {
     let app = configure(core, settings.clone());
-    let mut server =
-        HttpServer::new(move || App::new().configure(app.clone())).shutdown_timeout(30);
+    let body_timeout = Duration::from_secs(settings.body_timeout);
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(from_fn(move |req, next| {
+                middleware::body_deadline(body_timeout, req, next)
+            }))
+            .wrap(from_fn(middleware::security_headers))
+            .configure(app.clone())
+    })
+    // Headers must arrive within the body's deadline too; a connection is closed
+    // within a second of its answer when the client does not.
+    .client_request_timeout(body_timeout)
+    .client_disconnect_timeout(Duration::from_secs(1))
+    .shutdown_timeout(30);
     if let Some(workers) = settings.workers {
         server = server.workers(workers);
     }

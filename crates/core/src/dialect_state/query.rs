@@ -207,7 +207,8 @@ fn ordered(q: TotpQuery, sort: Option<&Sort<TotpField>>) -> TotpQuery {
 
 impl Core {
     /// TOTP factors matching `spec`. Admins see every user's; anyone else only their
-    /// own. Secrets of active factors are never returned.
+    /// own. Secrets of active factors are never returned, pending ones only to their
+    /// owner.
     pub async fn query_totp_factors(
         &self,
         caller_id: String,
@@ -242,7 +243,7 @@ impl Core {
                     .load(conn)?;
                 rows = found
                     .into_iter()
-                    .map(|r| r.info(inner))
+                    .map(|r| r.info_seen_by(inner, &caller_id))
                     .collect::<CoreResult<_>>()?;
             }
             Ok(Page { rows, total })

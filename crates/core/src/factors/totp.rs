@@ -33,7 +33,7 @@ pub struct TotpFactorInfo {
     pub user_id: String,
     pub username: String,
     /// The base32 secret while the factor is pending; `None` once it is active, so an
-    /// active secret is never disclosed again.
+    /// active secret is never disclosed again, and `None` to anyone but its owner.
     pub secret_base32: Option<String>,
     pub active: bool,
     pub created_at: i64,
@@ -57,7 +57,14 @@ pub(crate) struct FactorRow {
 
 impl FactorRow {
     pub(crate) fn info(self, inner: &Inner) -> CoreResult<TotpFactorInfo> {
-        let secret_base32 = if self.active {
+        let viewer = self.user_id.clone();
+        self.info_seen_by(inner, &viewer)
+    }
+
+    /// The factor as `viewer` (a user id) may see it: a pending secret only shown to
+    /// its owner, to nobody else, admins included.
+    pub(crate) fn info_seen_by(self, inner: &Inner, viewer: &str) -> CoreResult<TotpFactorInfo> {
+        let secret_base32 = if self.active || self.user_id != viewer {
             None
         } else {
             let secret = inner.secrets.open(&self.id, &self.secret_sealed)?;
