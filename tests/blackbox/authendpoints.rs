@@ -683,6 +683,56 @@ pub fn ae_authenticator_from_ucloud(s: Server, sink: MailSink) {
     two_step_confirm(&s, email, "Authenticator", &next).assert_text(400, "Invalid token");
 }
 
+/// Issue 10 item 2: someone who knows only the victim's email sends authenticator
+/// guesses while the victim's login is pending. The guesses count against that pending
+/// login (dead after 5), never against the victim's code lockout, and every answer is
+/// the one a caller gets with no login pending.
+pub fn ae_pending_login_guesses(s: Server, sink: MailSink) {
+    let (user, email, pw) = ("vera", "vera@example.com", "Vera-pw1");
+    register(&s, user, email, pw);
+    let (access, _) = tokens(&s, user, pw);
+    confirm_email(&s, &sink, email, &access);
+    let secret = crate::ucloud::enroll(&s, user, pw);
+    let wrong = |offset: i64| {
+        let right = code(&secret, offset);
+        format!("{:06}", (right.parse::<u32>().unwrap() + 1) % 1_000_000)
+    };
+
+    // No login pending: the answer every guess below must get.
+    two_step_confirm(&s, email, "Authenticator", &wrong(30)).assert_text(400, "Invalid token");
+    two_step_login(&s, user, pw, "Authenticator").assert_empty(200);
+    for _ in 0..10 {
+        two_step_confirm(&s, email, "Authenticator", &wrong(30)).assert_text(400, "Invalid token");
+    }
+    // The pending login died after 5 wrong codes: even the right one fails now.
+    two_step_confirm(&s, email, "Authenticator", &code(&secret, 30))
+        .assert_text(400, "Invalid token");
+
+    // The victim is not locked out, here or in another dialect.
+    two_step_login(&s, user, pw, "Authenticator").assert_empty(200);
+    let r = two_step_confirm(&s, email, "Authenticator", &code(&secret, 30));
+    assert_eq!(r.status, 200, "{r:?}");
+    let (status, login) = crate::ucloud::login_form(&s, user, pw);
+    assert_eq!(status, 200, "{login}");
+    // (The codes of this time window are used up; a wrong one shows the lockout state:
+    // UCloud answers 401 for a wrong code, 429 when the user is locked.)
+    let (status, _) = status_json(
+        s.http
+            .post(s.url("/auth/2fa/challenge"))
+            .json(&json!({"challengeId": login["2fa"], "verificationCode": wrong(0)}))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(status, 401, "a wrong code, not a lockout");
+
+    // Starting logins is limited too: 5 in 10 minutes (two so far).
+    for _ in 0..3 {
+        two_step_login(&s, user, pw, "Authenticator").assert_empty(200);
+    }
+    let r = two_step_login(&s, user, pw, "Authenticator");
+    assert_eq!(r.status, 429, "{r:?}");
+}
+
 impl Reply {
     fn assert_empty_or_ok(&self) {
         assert_eq!(self.status, 200, "{self:?}");

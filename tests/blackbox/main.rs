@@ -118,6 +118,7 @@ with_mail_on_both_backends!(
     authendpoints::ae_code_rules,
     authendpoints::ae_bad_input,
     authendpoints::ae_authenticator_from_ucloud,
+    authendpoints::ae_pending_login_guesses,
     authendpoints::ae_passwords_and_delete,
 );
 

@@ -68,6 +68,11 @@ impl CodePurpose {
         }
     }
 
+    /// Whether codes of this purpose are messages to the user (else only a record).
+    pub fn is_sent(self) -> bool {
+        self != CodePurpose::AuthenticatorLogin
+    }
+
     /// Seconds a code stays valid.
     pub fn ttl(self) -> i64 {
         match self {
@@ -165,16 +170,6 @@ pub(crate) fn claim_all(
     .set(one_time_codes::used.eq(true))
     .execute(conn)?;
     Ok(claimed > 0)
-}
-
-/// Whether an unused code of `purpose` is outstanding for the user.
-pub(crate) fn has_live_code(
-    inner: &Inner,
-    conn: &mut DbConnection,
-    user_id: &str,
-    purpose: CodePurpose,
-) -> CoreResult<bool> {
-    Ok(live_code(inner, conn, user_id, purpose)?.is_some())
 }
 
 /// Voids every unused code of the user (a factor change makes earlier codes moot).
@@ -296,13 +291,19 @@ fn check_send_limit(
     purpose: CodePurpose,
 ) -> CoreResult<()> {
     let now = inner.now();
-    let recent: Vec<i64> = one_time_codes::table
+    let mut recent = one_time_codes::table
         .filter(one_time_codes::user_id.eq(&user.id))
         .filter(one_time_codes::created_at.gt(now - SEND_WINDOW))
-        .filter(one_time_codes::channel.ne(NOT_SENT))
         .select(one_time_codes::created_at)
         .order(one_time_codes::created_at.asc())
-        .load(conn)?;
+        .into_boxed();
+    // Messages count together whatever they were for; codes nobody is sent (a pending
+    // authenticator login) count only against their own purpose.
+    recent = match purpose.is_sent() {
+        true => recent.filter(one_time_codes::channel.ne(NOT_SENT)),
+        false => recent.filter(one_time_codes::purpose.eq(purpose.as_str())),
+    };
+    let recent: Vec<i64> = recent.load(conn)?;
     if recent.len() as i64 >= MAX_SENDS {
         let retry_after = (recent[0] + SEND_WINDOW - now).max(1);
         audit::record(
@@ -435,12 +436,39 @@ fn settle(
 /// A pending login step that no code was sent for (one awaiting an authenticator
 /// app's code): a row that can only be claimed, never redeemed, for
 /// [`CodePurpose::ttl`].
+/// Takes one of at most `tries` attempts from the user's live code of `purpose`, in a
+/// statement of its own that commits whatever the attempt finds (row-locked on
+/// PostgreSQL, so concurrent attempts take distinct tries). `false`: no such code, or
+/// none left.
+pub(crate) fn take_try(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    user_id: &str,
+    purpose: CodePurpose,
+    tries: i32,
+) -> CoreResult<bool> {
+    let taken = diesel::update(
+        one_time_codes::table
+            .filter(one_time_codes::user_id.eq(user_id))
+            .filter(one_time_codes::purpose.eq(purpose.as_str()))
+            .filter(one_time_codes::used.eq(false))
+            .filter(one_time_codes::expires_at.gt(inner.now()))
+            .filter(one_time_codes::attempts.lt(tries)),
+    )
+    .set(one_time_codes::attempts.eq(one_time_codes::attempts + 1))
+    .execute(conn)?;
+    Ok(taken > 0)
+}
+
+/// Records a code nobody is sent (a pending authenticator login), limited like sends.
 pub(crate) fn insert_unsent(
     inner: &Inner,
     conn: &mut DbConnection,
+    origin: &Origin,
     user: &UserRow,
     purpose: CodePurpose,
 ) -> CoreResult<()> {
+    check_send_limit(inner, conn, origin, user, purpose)?;
     let id = random_hex(inner.rng(), 16);
     // An unguessable value nobody is told.
     let hash = code_hash(inner, &id, &random_hex(inner.rng(), 32));

@@ -11,11 +11,12 @@
 
 use crate::audit;
 use crate::challenges::{self, LOGIN};
-use crate::codes::{self, claim_all, has_live_code, redeem, CodePurpose};
+use crate::codes::{self, claim_all, redeem, take_try, CodePurpose};
 use crate::db::write_tx;
 use crate::delivery::Template;
 use crate::factors::totp::{self, FactorRow};
 use crate::factors::{self, sms, Carries, Factors, Needs};
+use crate::lockout::Attempt;
 use crate::passwords::Password;
 use crate::tokens::sessions::{self, Session};
 use crate::users::{find_by_id, live_user, LoginName};
@@ -64,6 +65,9 @@ const AUTHENTICATOR: Carries = Carries {
     totp: true,
     sms: false,
 };
+
+/// Codes one pending authenticator login takes before it dies.
+pub const PENDING_LOGIN_TRIES: i32 = 5;
 
 impl Core {
     /// Password sign-in for dialects whose login answers with tokens or with "second
@@ -252,7 +256,8 @@ impl Core {
         self.run(move |inner, conn| {
             write_tx(conn, |conn| {
                 let user = find_by_id(conn, &user_id)?.ok_or(CoreError::UserNotFound)?;
-                codes::insert_unsent(inner, conn, &user, CodePurpose::AuthenticatorLogin)?;
+                let purpose = CodePurpose::AuthenticatorLogin;
+                codes::insert_unsent(inner, conn, &origin, &user, purpose)?;
                 audit::record(
                     inner,
                     conn,
@@ -267,7 +272,10 @@ impl Core {
     }
 
     /// Completes a login begun with `begin_authenticator_login` (so the password was
-    /// checked) with an authenticator code (single use, lockout-limited).
+    /// checked) with an authenticator code, single use. The step is keyed only by the
+    /// user (AuthEndpoints' confirm carries just an email), so anyone may send guesses:
+    /// they count against the pending login, which dies after [`PENDING_LOGIN_TRIES`],
+    /// never against the user's lockout; and no pending login answers as a wrong code.
     pub async fn login_with_totp(
         &self,
         origin: Origin,
@@ -277,11 +285,14 @@ impl Core {
         self.run(move |inner, conn| {
             let user = live_user(conn, &user_id)?;
             let purpose = CodePurpose::AuthenticatorLogin;
-            if !has_live_code(inner, conn, &user.id, purpose)? {
-                return Err(CoreError::InvalidChallenge);
+            // The try is taken, and committed, before the code is looked at.
+            if !take_try(inner, conn, &user.id, purpose, PENDING_LOGIN_TRIES)? {
+                let why = Some("no pending login");
+                audit::record(inner, conn, &origin, "code.rejected", &user, why)?;
+                return Err(CoreError::IncorrectCode);
             }
-            let factor = totp::active(conn, &user.id)?.ok_or(CoreError::NoSecondFactor)?;
-            totp::verify(
+            let factor = totp::active(conn, &user.id)?.ok_or(CoreError::IncorrectCode)?;
+            let attempt = totp::check(
                 inner,
                 conn,
                 &origin,
@@ -291,11 +302,18 @@ impl Core {
                 (false, "direct"),
                 |conn| {
                     if !claim_all(inner, conn, &user.id, purpose)? {
-                        return Err(CoreError::InvalidChallenge);
+                        return Err(CoreError::IncorrectCode);
                     }
                     sessions::create(inner, conn, &origin, user.clone().into(), true)
                 },
-            )
+            )?;
+            match attempt {
+                Attempt::Accepted(session) => Ok(session),
+                Attempt::Rejected(why) => {
+                    audit::record(inner, conn, &origin, "code.rejected", &user, Some(why))?;
+                    Err(CoreError::IncorrectCode)
+                }
+            }
         })
         .await
     }

@@ -218,24 +218,49 @@ pub(crate) fn verify<T>(
     then: impl FnOnce(&mut DbConnection) -> CoreResult<T>,
 ) -> CoreResult<T> {
     lockout::code_attempt(inner, conn, origin, user.subject(), |conn| {
-        let secret = inner.secrets.open(&factor.id, &factor.secret)?;
-        let Some(step) = otp::matching_step(&secret, code, inner.now())? else {
-            return Ok(Attempt::Rejected("wrong code"));
-        };
-        let taken = write_tx(conn, |conn| {
-            take_step(inner, conn, &factor.id, step, activate)?;
-            audit::record(inner, conn, origin, "code.accepted", user, Some(what))?;
-            if activate {
-                audit::record(inner, conn, origin, "totp.enrolled", user, None)?;
-            }
-            then(conn)
-        });
-        match taken {
-            Ok(value) => Ok(Attempt::Accepted(value)),
-            Err(CoreError::IncorrectCode) => Ok(Attempt::Rejected("code already used")),
-            Err(e) => Err(e),
-        }
+        check(
+            inner,
+            conn,
+            origin,
+            user,
+            factor,
+            code,
+            (activate, what),
+            then,
+        )
     })
+}
+
+/// [`verify`] without the user's lockout, for a caller that limits the attempts some
+/// other way (a pending login's own tries): the match, the step taken, `then`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn check<T>(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    origin: &Origin,
+    user: &UserRow,
+    factor: &Sealed,
+    code: &str,
+    (activate, what): (bool, &str),
+    then: impl FnOnce(&mut DbConnection) -> CoreResult<T>,
+) -> CoreResult<Attempt<T>> {
+    let secret = inner.secrets.open(&factor.id, &factor.secret)?;
+    let Some(step) = otp::matching_step(&secret, code, inner.now())? else {
+        return Ok(Attempt::Rejected("wrong code"));
+    };
+    let taken = write_tx(conn, |conn| {
+        take_step(inner, conn, &factor.id, step, activate)?;
+        audit::record(inner, conn, origin, "code.accepted", user, Some(what))?;
+        if activate {
+            audit::record(inner, conn, origin, "totp.enrolled", user, None)?;
+        }
+        then(conn)
+    });
+    match taken {
+        Ok(value) => Ok(Attempt::Accepted(value)),
+        Err(CoreError::IncorrectCode) => Ok(Attempt::Rejected("code already used")),
+        Err(e) => Err(e),
+    }
 }
 
 impl Core {
