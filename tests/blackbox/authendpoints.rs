@@ -733,6 +733,25 @@ pub fn ae_pending_login_guesses(s: Server, sink: MailSink) {
     assert_eq!(r.status, 429, "{r:?}");
 }
 
+/// Issue 10 item 7: `POST /users/reset_password` tells unknown, unconfirmed and
+/// confirmed addresses apart (AuthEndpoints' statuses, kept), so lookups are limited in
+/// the database: 5 an hour per address asked about, 20 per client address.
+pub fn ae_reset_lookups_limited(s: Server) {
+    let ask = |email: &str| post(&s, "/users/reset_password", None, json!({"email": email}));
+    for _ in 0..5 {
+        ask("Someone@Example.com").assert_problem(404, "Not Found");
+    }
+    let r = ask("someone@example.com");
+    assert_eq!(r.status, 429, "{r:?}");
+    assert!(r.retry_after.is_some());
+    // That refusal took nothing from the client's 20: 15 more addresses, then no more.
+    for n in 0..15 {
+        ask(&format!("other{n}@example.com")).assert_problem(404, "Not Found");
+    }
+    let r = ask("one-too-many@example.com");
+    assert_eq!(r.status, 429, "{r:?}");
+}
+
 impl Reply {
     fn assert_empty_or_ok(&self) {
         assert_eq!(self.status, 200, "{self:?}");

@@ -249,7 +249,7 @@ pub async fn set_password(
         (status = 400, description = "Validation problem", body = ProblemDetails),
         (status = 401, description = "Email not confirmed", body = ProblemDetails),
         (status = 404, description = "No such email", body = ProblemDetails),
-        (status = 429, description = "More than 5 messages in 10 minutes", body = ProblemDetails),
+        (status = 429, description = "More than 5 messages in 10 minutes, or more than 5 requests about this address or 20 from this client in an hour", body = ProblemDetails),
         (status = 500, description = "The email could not be sent", body = ProblemDetails),
     )
 )]
@@ -259,8 +259,11 @@ pub async fn reset_password(
     Json(body): Json<ResetPasswordRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let core = core(&req)?;
+    let email = body.email.unwrap_or_default();
+    // The three answers below tell addresses apart, so asking is limited.
+    core.count_reset_request(origin(&req), &email).await?;
     let user = core
-        .user_by_email(body.email.unwrap_or_default())
+        .user_by_email(email)
         .await?
         .ok_or(ApiError::Problem(StatusCode::NOT_FOUND))?;
     if !user.email_confirmed {

@@ -61,6 +61,20 @@ pub const REGISTRATION: Policy = Policy {
     forget_after: 3600,
 };
 
+/// Password-reset requests (AuthEndpoints' `POST /users/reset_password`, whose answers
+/// tell unknown, unconfirmed and confirmed addresses apart): 20 per client address an
+/// hour, refused for an hour after that.
+pub const RESET_BY_CLIENT: Policy = Policy {
+    max_failures: 20,
+    ..REGISTRATION
+};
+
+/// The same requests per address asked about: 5 an hour.
+pub const RESET_BY_EMAIL: Policy = Policy {
+    max_failures: 5,
+    ..REGISTRATION
+};
+
 pub fn registration_key(ip: Option<&str>) -> String {
     format!("registration:{}", ip.unwrap_or("unknown"))
 }
@@ -203,8 +217,29 @@ impl crate::Core {
     /// [`REGISTRATION`]; `Err(Locked)` once the address has used them up.
     pub async fn count_registration(&self, origin: Origin) -> CoreResult<()> {
         let key = registration_key(origin.ip.as_deref());
-        self.run(move |inner, conn| take_attempt(conn, &REGISTRATION, &key, inner.now()))
+        self.take_attempts(vec![(REGISTRATION, key)]).await
+    }
+
+    /// Counts a password-reset request from `origin` about `email` against
+    /// [`RESET_BY_CLIENT`] and [`RESET_BY_EMAIL`]; `Err(Locked)` once either is used up.
+    pub async fn count_reset_request(&self, origin: Origin, email: &str) -> CoreResult<()> {
+        let client = format!("reset:client:{}", origin.ip.as_deref().unwrap_or("unknown"));
+        let email = format!("reset:email:{}", email.trim().to_lowercase());
+        self.take_attempts(vec![(RESET_BY_CLIENT, client), (RESET_BY_EMAIL, email)])
             .await
+    }
+
+    /// Takes one attempt of each key, in one transaction: a refusal takes none.
+    async fn take_attempts(&self, keys: Vec<(Policy, String)>) -> CoreResult<()> {
+        self.run(move |inner, conn| {
+            write_tx(conn, |conn| {
+                for (policy, key) in &keys {
+                    take_attempt(conn, policy, key, inner.now())?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 }
 
