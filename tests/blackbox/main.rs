@@ -56,6 +56,7 @@ on_both_backends!(
     zstack::zstack_settings,
     authendpoints::ae_outbox,
     authendpoints::ae_reset_lookups_limited,
+    hardening::password_flood_is_bounded,
     saasu::saasu_outbox,
     clients::clients_ucloud_web_client,
     clients::clients_zstack_message_api,

@@ -264,7 +264,9 @@ impl ApiError {
 impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         match e {
-            CoreError::Locked { retry_after } => ApiError::Locked { retry_after },
+            CoreError::Locked { retry_after } | CoreError::Busy { retry_after } => {
+                ApiError::Locked { retry_after }
+            }
             CoreError::DeliveryFailed(_) => ApiError::Delivery,
             CoreError::InvalidToken | CoreError::UserNotFound | CoreError::UserDisabled => {
                 ApiError::Challenge {

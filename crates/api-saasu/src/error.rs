@@ -88,10 +88,12 @@ impl ApiError {
             CoreError::InvalidToken => {
                 ApiError::oauth(StatusCode::BAD_REQUEST, "invalid_grant", BAD_REFRESH)
             }
-            CoreError::Locked { retry_after } => ApiError::Locked {
-                retry_after,
-                oauth: true,
-            },
+            CoreError::Locked { retry_after } | CoreError::Busy { retry_after } => {
+                ApiError::Locked {
+                    retry_after,
+                    oauth: true,
+                }
+            }
             CoreError::DeliveryFailed(_) => ApiError::oauth(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "temporarily_unavailable",
@@ -212,10 +214,12 @@ impl From<CoreError> for ApiError {
             | CoreError::InvalidQuery(_)
             | CoreError::InvalidFile(_)
             | CoreError::UserExists) => ApiError::business(e.to_string()),
-            CoreError::Locked { retry_after } => ApiError::Locked {
-                retry_after,
-                oauth: false,
-            },
+            CoreError::Locked { retry_after } | CoreError::Busy { retry_after } => {
+                ApiError::Locked {
+                    retry_after,
+                    oauth: false,
+                }
+            }
             CoreError::DeliveryFailed(_) => {
                 ApiError::Business(StatusCode::SERVICE_UNAVAILABLE, SMS_FAILED.into())
             }

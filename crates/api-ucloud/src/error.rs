@@ -108,7 +108,9 @@ impl From<CoreError> for ApiError {
                 ApiError::IncorrectCode
             }
             CoreError::AlreadyBound => ApiError::AlreadyBound,
-            CoreError::Locked { retry_after } => ApiError::Locked { retry_after },
+            CoreError::Locked { retry_after } | CoreError::Busy { retry_after } => {
+                ApiError::Locked { retry_after }
+            }
             CoreError::InvalidToken | CoreError::UserNotFound => ApiError::Unauthorized,
             CoreError::Forbidden | CoreError::ProofRequired | CoreError::OtherFactorActive => {
                 ApiError::Forbidden

@@ -169,6 +169,10 @@ impl From<CoreError> for ApiError {
                 Code::Id1000,
                 format!("too many failed attempts, retry in {retry_after} seconds"),
             ),
+            CoreError::Busy { retry_after } => ApiError::api(
+                Code::Sys1000,
+                format!("the server is busy, retry in {retry_after} seconds"),
+            ),
             CoreError::InvalidToken => ApiError::api(Code::Id1001, "Session expired"),
             CoreError::Forbidden => ApiError::api(
                 Code::Id1002,

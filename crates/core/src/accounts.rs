@@ -96,7 +96,7 @@ impl Core {
         let user = self.run(move |_, conn| live_user(conn, &id)).await?;
         self.authenticate(&origin, &user.username, current).await?;
         let hash = self
-            .cpu(move |inner| hash_password(inner.rng(), &new))
+            .hashing(move |inner| hash_password(inner.rng(), &new))
             .await??;
         self.run(move |inner, conn| {
             let user = live_user(conn, &user_id)?;
@@ -116,7 +116,7 @@ impl Core {
         new: Password,
     ) -> CoreResult<()> {
         let hash = self
-            .cpu(move |inner| hash_password(inner.rng(), &new))
+            .hashing(move |inner| hash_password(inner.rng(), &new))
             .await??;
         self.run(move |inner, conn| {
             let user = live_user(conn, &user_id)?;

@@ -26,6 +26,9 @@ pub enum CoreError {
     OtherFactorActive,
     #[error("too many failed attempts; retry in {retry_after} s")]
     Locked { retry_after: i64 },
+    /// Too much password hashing is waiting already; nothing was checked.
+    #[error("the server is busy; retry in {retry_after} s")]
+    Busy { retry_after: i64 },
     #[error("user already exists")]
     UserExists,
     #[error("user not found")]

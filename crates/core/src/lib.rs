@@ -114,6 +114,10 @@ pub struct Core {
     inner: Arc<Inner>,
 }
 
+/// How long a password check may wait for a hashing permit before the caller is told
+/// to retry: about 25 hashes' worth per core, far past any honest queue.
+pub const HASH_WAIT_MS: u64 = 2000;
+
 pub(crate) struct Inner {
     pub(crate) pool: DbPool,
     /// SQLite: the group-commit thread that runs all database work.
@@ -121,6 +125,9 @@ pub(crate) struct Inner {
     /// One permit per pooled connection: requests beyond that wait here, asynchronously,
     /// instead of parking blocking-pool threads on the pool.
     db_permits: tokio::sync::Semaphore,
+    /// One permit per core for password hashing (argon2 takes ~19 MiB and a core's
+    /// worth of time each): a flood of logins queues here instead of growing memory.
+    hash_permits: tokio::sync::Semaphore,
     pub(crate) backend: Backend,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) rng: Arc<dyn RandomSource>,
@@ -163,6 +170,9 @@ impl Core {
                 pool,
                 batcher,
                 db_permits: tokio::sync::Semaphore::new(pool_size as usize),
+                hash_permits: tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, |n| n.get()),
+                ),
                 backend,
                 clock,
                 rng,
@@ -225,6 +235,21 @@ impl Core {
 
     /// Runs CPU-heavy work (argon2, QR rendering) off the async threads, without holding
     /// a database connection.
+    /// Password hashing, `f`, on the blocking pool under [`Inner::hash_permits`]: a
+    /// caller that waits longer than [`HASH_WAIT_MS`] for a permit gets `Busy`.
+    pub(crate) async fn hashing<T, F>(&self, f: F) -> CoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> T + Send + 'static,
+    {
+        let wait = std::time::Duration::from_millis(HASH_WAIT_MS);
+        let _permit = tokio::time::timeout(wait, self.inner.hash_permits.acquire())
+            .await
+            .map_err(|_| CoreError::Busy { retry_after: 1 })?
+            .map_err(|e| CoreError::Internal(e.to_string()))?;
+        self.cpu(f).await
+    }
+
     pub(crate) async fn cpu<T, F>(&self, f: F) -> CoreResult<T>
     where
         T: Send + 'static,

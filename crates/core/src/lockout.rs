@@ -75,6 +75,19 @@ pub const RESET_BY_EMAIL: Policy = Policy {
     ..REGISTRATION
 };
 
+/// Password failures per client address, whichever users it tries: 100 in 10 minutes
+/// lock the address out of password checks for 10 minutes.
+pub const PASSWORD_BY_CLIENT: Policy = Policy {
+    max_failures: 100,
+    window: Some(600),
+    lockout_secs: |_| 600,
+    forget_after: 3600,
+};
+
+pub fn password_client_key(ip: Option<&str>) -> String {
+    format!("password-client:{}", ip.unwrap_or("unknown"))
+}
+
 pub fn registration_key(ip: Option<&str>) -> String {
     format!("registration:{}", ip.unwrap_or("unknown"))
 }

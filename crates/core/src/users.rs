@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::audit::{self, Subject};
 use crate::db::schema::users;
 use crate::db::{write_tx, DbConnection};
-use crate::lockout::{self, PASSWORD};
+use crate::lockout::{self, PASSWORD, PASSWORD_BY_CLIENT};
 use crate::passwords::{
     dummy_password_hash, hash_password, needs_upgrade, verify_password, Password,
 };
@@ -334,19 +334,22 @@ impl Core {
         password: Password,
     ) -> CoreResult<User> {
         let login = login.into();
+        let client = lockout::password_client_key(origin.ip.as_deref());
         let (key, row) = self
             .run(move |inner, conn| {
                 let row = find_for_login(conn, &login)?;
-                // One password limit per user, whichever name they are addressed by.
+                // One password limit per user, whichever name they are addressed by,
+                // and one per client address, whichever users it tries.
                 let name = row.as_ref().map_or(login.name.as_str(), |r| &r.username);
                 let key = lockout::password_key(name);
                 lockout::check(conn, &key, inner.now())?;
+                lockout::check(conn, &client, inner.now())?;
                 Ok((key, row))
             })
             .await?;
         let hash = row.as_ref().and_then(|r| r.password_hash.clone());
         let (password_ok, upgrade) = self
-            .cpu(move |inner| {
+            .hashing(move |inner| {
                 let stored = hash.as_deref().unwrap_or(dummy_password_hash());
                 let ok = verify_password(stored, &password);
                 // An imported legacy hash is replaced by argon2id on its first success.
@@ -377,24 +380,45 @@ impl Core {
                 Ok(row.into())
             }
             row => {
-                let detail = match &row {
-                    Some(r) if r.disabled => "disabled",
-                    _ => "wrong password or unknown user",
-                };
                 write_tx(conn, |conn| {
-                    let subject = row.as_ref().map(UserRow::subject);
-                    let locked = lockout::record(conn, &PASSWORD, &key, inner.now())?;
-                    let failed = "login.password_failed";
-                    audit::record(inner, conn, &origin, failed, subject, Some(detail))?;
-                    if locked.is_some() {
-                        let password = Some("password");
-                        audit::record(inner, conn, &origin, "login.locked", subject, password)?;
-                    }
-                    Ok(())
+                    password_failed(inner, conn, &origin, row, &key)
                 })?;
                 Err(CoreError::InvalidCredentials)
             }
         })
         .await
     }
+}
+
+/// Counts a failed password check against the user (or the name tried) and the client
+/// address, and audits it.
+fn password_failed(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    origin: &Origin,
+    row: Option<UserRow>,
+    key: &str,
+) -> CoreResult<()> {
+    let detail = match &row {
+        Some(r) if r.disabled => "disabled",
+        _ => "wrong password or unknown user",
+    };
+    let subject = row.as_ref().map(UserRow::subject);
+    let client = lockout::password_client_key(origin.ip.as_deref());
+    let locked = lockout::record(conn, &PASSWORD, key, inner.now())?;
+    let client_locked = lockout::record(conn, &PASSWORD_BY_CLIENT, &client, inner.now())?;
+    audit::record(
+        inner,
+        conn,
+        origin,
+        "login.password_failed",
+        subject,
+        Some(detail),
+    )?;
+    for (until, what) in [(locked, "password"), (client_locked, "client address")] {
+        if until.is_some() {
+            audit::record(inner, conn, origin, "login.locked", subject, Some(what))?;
+        }
+    }
+    Ok(())
 }
