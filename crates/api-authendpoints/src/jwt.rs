@@ -52,7 +52,7 @@ pub async fn create(
     tag = "jwt",
     request_body = RefreshRequest,
     responses(
-        (status = 200, body = TokenPair),
+        (status = 200, body = TokenPair, description = "Success"),
         (status = 400, description = "Invalid or expired refresh token, or validation problem", body = ErrorResponse),
         (status = 404, description = "`{\"errors\":[\"User not found.\"]}`", body = ErrorResponse),
         (status = 415, description = "Not JSON", body = ProblemDetails),

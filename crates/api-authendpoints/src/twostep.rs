@@ -181,7 +181,7 @@ pub async fn login(
     tag = "two-step verification",
     request_body = TwoStepVerificationConfirmRequest,
     responses(
-        (status = 200, body = TokenPair),
+        (status = 200, body = TokenPair, description = "Success"),
         (status = 400, description = "`Invalid token` (text/plain); unknown email or validation (ProblemDetails)", body = ProblemDetails),
         (status = 401, description = "Two-step verification off (ProblemDetails)", body = ProblemDetails),
         (status = 415, description = "Not JSON", body = ProblemDetails),

@@ -95,7 +95,7 @@ pub async fn register(
     tag = "users",
     security(("bearer" = [])),
     responses(
-        (status = 200, body = MeResponse),
+        (status = 200, body = MeResponse, description = "Success"),
         (status = 204, description = "The user no longer exists"),
         (status = 401, description = "No valid token (empty body)"),
     )

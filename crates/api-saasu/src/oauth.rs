@@ -122,7 +122,7 @@ pub async fn token(ctx: &Ctx) -> Result<HttpResponse, ApiError> {
     tag = "authorisation",
     request_body(content((TokenRequest = "application/json"), (TokenRequest = "application/xml"), (TokenRequest = "application/x-www-form-urlencoded")), description = "As for token, with verification_code"),
     responses(
-        (status = 200, body = TokenGrant),
+        (status = 200, body = TokenGrant, description = "Success"),
         (status = 400, body = OAuthError, description = "`invalid_grant` (wrong credentials), `invalid_request`, `unsupported_grant_type`"),
         (status = 401, body = OAuthError, description = "`2fa_code_required` (a code was texted, or give the authenticator's code); `invalid_grant` for a wrong, expired or used code"),
         (status = 429, body = OAuthError, description = "Too many wrong codes or passwords, or too many codes sent; Retry-After"),
@@ -204,7 +204,7 @@ pub async fn refresh(ctx: &Ctx) -> Result<HttpResponse, ApiError> {
     tag = "authorisation",
     responses(
         (status = 200, body = PingResult, description = "`true`"),
-        (status = 401, body = HttpError),
+        (status = 401, body = HttpError, description = "No or bad credentials"),
     ),
     security(("bearer" = []))
 )]

@@ -45,7 +45,7 @@ fn done(ctx: &Ctx, file_id: i64, message: &str) -> HttpResponse {
     ),
     request_body(content((OptInRequest = "application/json"), (OptInRequest = "application/xml"))),
     responses(
-        (status = 200, body = OptInResult),
+        (status = 200, body = OptInResult, description = "Success"),
         (status = 400, body = HttpError, description = "`The request is invalid.` with ModelState, or a JSON string: 2FA already enabled, number used by another user"),
         (status = 401, body = HttpError, description = "No or bad credentials, or FileId missing or not in scope"),
         (status = 429, body = HttpError, description = "Too many codes sent; Retry-After"),
@@ -89,9 +89,9 @@ pub async fn opt_in(ctx: &Ctx) -> Result<HttpResponse, ApiError> {
     ),
     request_body(content((VerifyRequest = "application/json"), (VerifyRequest = "application/xml"))),
     responses(
-        (status = 200, body = BaseResponseModel),
+        (status = 200, body = BaseResponseModel, description = "Success"),
         (status = 400, body = HttpError, description = "ModelState, or a JSON string: `Invalid one-time password.` (wrong, expired or used code, or another ProviderUserId)"),
-        (status = 401, body = HttpError),
+        (status = 401, body = HttpError, description = "No or bad credentials"),
         (status = 429, body = HttpError, description = "Too many wrong codes; Retry-After"),
     ),
     security(("bearer" = []), ("ws_access_key" = []))
@@ -132,7 +132,7 @@ pub async fn verify_opt_in(ctx: &Ctx) -> Result<HttpResponse, ApiError> {
     responses(
         (status = 200, body = BaseResponseModel, description = "2FA is off"),
         (status = 400, body = String, description = "JSON string: a code was texted (repeat with Otp), `Invalid one-time password.`, or 2FA is not enabled"),
-        (status = 401, body = HttpError),
+        (status = 401, body = HttpError, description = "No or bad credentials"),
         (status = 429, body = HttpError, description = "Too many wrong codes or codes sent; Retry-After"),
         (status = 503, body = String, description = "The SMS could not be sent"),
     ),

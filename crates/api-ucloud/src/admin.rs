@@ -13,7 +13,7 @@ use crate::wire::{Empty, ResetMfaRequest};
     security(("bearer" = [])),
     request_body = ResetMfaRequest,
     responses(
-        (status = 200, body = Empty),
+        (status = 200, body = Empty, description = "Success"),
         (status = 400, description = "Unknown username or malformed request", body = CommonErrorMessage),
         (status = 401, description = "Missing or invalid access token", body = CommonErrorMessage),
         (status = 403, description = "Caller is not an admin", body = CommonErrorMessage),

@@ -68,7 +68,7 @@ fn cleared_cookie() -> Cookie<'static> {
     tag = "auth",
     security(("bearer" = [])),
     responses(
-        (status = 200, body = AccessTokenResponse),
+        (status = 200, body = AccessTokenResponse, description = "Success"),
         (status = 401, description = "Invalid refresh token", body = CommonErrorMessage),
     )
 )]
@@ -89,7 +89,7 @@ pub async fn refresh(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     tag = "auth",
     params(("X-CSRFToken" = String, Header, description = "The CSRF token from login or the last refresh")),
     responses(
-        (status = 200, body = AccessAndCsrfResponse),
+        (status = 200, body = AccessAndCsrfResponse, description = "Success"),
         (status = 400, description = "Missing cookie or CSRF header", body = CommonErrorMessage),
         (status = 401, description = "Invalid refresh or CSRF token", body = CommonErrorMessage),
     )

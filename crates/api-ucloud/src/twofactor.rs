@@ -15,7 +15,7 @@ use crate::wire::{
     tag = "auth.twofactor",
     security(("bearer" = [])),
     responses(
-        (status = 200, body = TwoFactorStatusResponse),
+        (status = 200, body = TwoFactorStatusResponse, description = "Success"),
         (status = 401, description = "Missing or invalid access token", body = CommonErrorMessage),
     )
 )]
@@ -36,7 +36,7 @@ pub async fn status(
     tag = "auth.twofactor",
     security(("bearer" = [])),
     responses(
-        (status = 200, body = Create2FACredentialsResponse),
+        (status = 200, body = Create2FACredentialsResponse, description = "Success"),
         (status = 400, description = "An authenticator is already bound", body = CommonErrorMessage),
         (status = 401, description = "Missing or invalid access token", body = CommonErrorMessage),
     )

@@ -65,14 +65,17 @@ async fn accepted(
 /// 200 with the API's body when it succeeded, 503 with its error when it failed,
 /// 404 plain text when the job is unknown or expired. Jobs complete before the 202 is
 /// sent, so 202 `{}` is never returned.
+/// Other methods on the path answer 405 plain text; only GET is documented, so the
+/// document has one operation per id.
 #[utoipa::path(
+    get,
+    path = "/api-jobs/{uuid}",
     tag = "jobs",
     params(("uuid" = String, Path, description = "Job uuid from `location`")),
     responses(
         (status = 200, description = "The API's result, e.g. `{\"inventory\": {...}}`"),
         (status = 503, description = "The API failed", body = ErrorReply),
         (status = 404, description = "`the job has been expired`", content_type = "text/plain"),
-        (status = 405, description = "Not a GET", content_type = "text/plain"),
     )
 )]
 #[route(
