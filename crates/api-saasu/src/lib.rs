@@ -14,6 +14,7 @@ pub mod wire;
 use actix_web::http::{Method, StatusCode};
 use actix_web::{guard, web, HttpRequest, HttpResponse};
 use twofa_core::{Core, Template};
+use twofa_web::non_blank;
 use twofa_web::openapi::BearerJwt;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -55,15 +56,6 @@ pub struct SaasuSettings {
     #[arg(skip = SaasuSettings::default().max_body_bytes)]
     #[serde(skip)]
     pub max_body_bytes: usize,
-}
-
-/// A URL setting given blank means "not set".
-fn non_blank(value: &str) -> Result<String, String> {
-    if value.trim().is_empty() {
-        Err("must not be blank".into())
-    } else {
-        Ok(value.to_string())
-    }
 }
 
 impl Default for SaasuSettings {

@@ -282,7 +282,8 @@ fn insert(inner: &Inner, conn: &mut DbConnection, code: NewCode<'_>) -> CoreResu
     Ok(())
 }
 
-/// Refuses a send beyond [`MAX_SENDS`] in [`SEND_WINDOW`] with `Locked`.
+/// Refuses a send beyond [`MAX_SENDS`] in [`SEND_WINDOW`] with `Locked` (for a code
+/// nobody is sent, beyond as many of its purpose).
 fn check_send_limit(
     inner: &Inner,
     conn: &mut DbConnection,

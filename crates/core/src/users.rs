@@ -335,7 +335,7 @@ impl Core {
     ) -> CoreResult<User> {
         let login = login.into();
         let client = lockout::password_client_key(origin.ip.as_deref());
-        let (key, row) = self
+        let (key, client, row) = self
             .run(move |inner, conn| {
                 let row = find_for_login(conn, &login)?;
                 // One password limit per user, whichever name they are addressed by,
@@ -344,7 +344,7 @@ impl Core {
                 let key = lockout::password_key(name);
                 lockout::check(conn, &key, inner.now())?;
                 lockout::check(conn, &client, inner.now())?;
-                Ok((key, row))
+                Ok((key, client, row))
             })
             .await?;
         let hash = row.as_ref().and_then(|r| r.password_hash.clone());
@@ -381,7 +381,7 @@ impl Core {
             }
             row => {
                 write_tx(conn, |conn| {
-                    password_failed(inner, conn, &origin, row, &key)
+                    password_failed(inner, conn, &origin, row, (&key, &client))
                 })?;
                 Err(CoreError::InvalidCredentials)
             }
@@ -397,16 +397,15 @@ fn password_failed(
     conn: &mut DbConnection,
     origin: &Origin,
     row: Option<UserRow>,
-    key: &str,
+    (key, client): (&str, &str),
 ) -> CoreResult<()> {
     let detail = match &row {
         Some(r) if r.disabled => "disabled",
         _ => "wrong password or unknown user",
     };
     let subject = row.as_ref().map(UserRow::subject);
-    let client = lockout::password_client_key(origin.ip.as_deref());
     let locked = lockout::record(conn, &PASSWORD, key, inner.now())?;
-    let client_locked = lockout::record(conn, &PASSWORD_BY_CLIENT, &client, inner.now())?;
+    let client_locked = lockout::record(conn, &PASSWORD_BY_CLIENT, client, inner.now())?;
     audit::record(
         inner,
         conn,

@@ -16,6 +16,8 @@ use twofa_api_saasu::SaasuSettings;
 use twofa_api_ucloud::UcloudSettings;
 use twofa_api_zstack::ZstackSettings;
 
+use twofa_web::non_blank;
+
 use crate::dialects;
 
 /// Every setting of the server and its dialects.
@@ -170,15 +172,6 @@ impl Default for Settings {
             saasu: SaasuSettings::default(),
             enabled: Vec::new(),
         }
-    }
-}
-
-/// A setting given blank means "not set", and is refused rather than taken as a URL.
-fn non_blank(value: &str) -> Result<String, String> {
-    if value.trim().is_empty() {
-        Err("must not be blank".into())
-    } else {
-        Ok(value.to_string())
     }
 }
 

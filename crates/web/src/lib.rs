@@ -53,6 +53,16 @@ pub fn bearer(req: &HttpRequest) -> Option<String> {
         .then(|| token.trim().to_string())
 }
 
+/// A clap value parser for settings such as URLs: a value given blank is refused
+/// rather than taken as one (leave the setting out to mean "not set").
+pub fn non_blank(value: &str) -> Result<String, String> {
+    if value.trim().is_empty() {
+        Err("must not be blank".into())
+    } else {
+        Ok(value.to_string())
+    }
+}
+
 /// The whole body, refusing more than `limit` bytes as soon as they arrive.
 pub async fn read_body<E, S>(mut payload: S, limit: usize) -> Result<Vec<u8>, E>
 where
