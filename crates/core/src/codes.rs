@@ -116,7 +116,11 @@ fn generate(inner: &Inner, format: CodeFormat) -> String {
 /// HMAC-SHA256 of the code under a key derived from the master key, bound to the
 /// code's row, so a database dump alone does not let anyone test guesses offline.
 pub(crate) fn code_hash(inner: &Inner, code_id: &str, code: &str) -> String {
-    let mut key = Hmac::<Sha256>::new_from_slice(&inner.cfg.master_key).expect("any key length");
+    code_hash_under(&inner.cfg.master_key, code_id, code)
+}
+
+fn code_hash_under(master_key: &[u8; 32], code_id: &str, code: &str) -> String {
+    let mut key = Hmac::<Sha256>::new_from_slice(master_key).expect("any key length");
     key.update(b"twofa one-time code key v1");
     let derived = key.finalize().into_bytes();
     let mut mac = Hmac::<Sha256>::new_from_slice(&derived).expect("any key length");
@@ -124,6 +128,17 @@ pub(crate) fn code_hash(inner: &Inner, code_id: &str, code: &str) -> String {
     mac.update(&[0]);
     mac.update(code.as_bytes());
     hex(&mac.finalize().into_bytes())
+}
+
+/// Whether `code` is the one hashed as `stored`, under the current master key or (for
+/// a code sent before a key rotation) a previous one.
+fn code_matches(inner: &Inner, code_id: &str, code: &str, stored: &str) -> bool {
+    std::iter::once(&inner.cfg.master_key)
+        .chain(&inner.cfg.previous_master_keys)
+        .fold(false, |found, key| {
+            let hash = code_hash_under(key, code_id, code);
+            found | bool::from(hash.as_bytes().ct_eq(stored.as_bytes()))
+        })
 }
 
 #[derive(Queryable)]
@@ -201,10 +216,7 @@ pub(crate) fn redeem<T>(
         let Some(live) = live_code(inner, conn, &user.id, purpose)? else {
             return Ok(Attempt::Rejected(purpose.as_str()));
         };
-        let matched = code_hash(inner, &live.id, code.trim())
-            .as_bytes()
-            .ct_eq(live.code_hash.as_bytes());
-        if !bool::from(matched) {
+        if !code_matches(inner, &live.id, code.trim(), &live.code_hash) {
             diesel::update(one_time_codes::table.find(&live.id))
                 .set(one_time_codes::attempts.eq(one_time_codes::attempts + 1))
                 .execute(conn)?;

@@ -14,6 +14,7 @@ pub mod accounts;
 pub mod challenges;
 pub mod codes;
 pub mod factors;
+pub mod keys;
 pub mod lockout;
 pub mod login;
 pub mod tokens;
@@ -59,10 +60,15 @@ use db::{Backend, DbConnection, DbPool};
 pub struct CoreConfig {
     pub database_url: String,
     pub pool_size: u32,
-    /// AES-256-GCM key for secrets at rest. Never stored in the database.
+    /// AES-256-GCM key for secrets at rest: seals new values. Never stored in the
+    /// database.
     pub master_key: [u8; 32],
-    /// HS256 key for access tokens.
+    /// Master keys that still open (during a rotation), but never seal.
+    pub previous_master_keys: Vec<[u8; 32]>,
+    /// HS256 key for access tokens: signs new ones.
     pub jwt_key: Vec<u8>,
+    /// JWT keys whose tokens are still accepted (until they expire), but never sign.
+    pub previous_jwt_keys: Vec<Vec<u8>>,
     pub jwt_issuer: String,
     pub access_token_ttl: i64,
     pub refresh_token_ttl: i64,
@@ -80,7 +86,9 @@ impl CoreConfig {
             pool_size: Backend::of_url(&database_url).default_pool_size(),
             database_url,
             master_key,
+            previous_master_keys: Vec::new(),
             jwt_key,
+            previous_jwt_keys: Vec::new(),
             jwt_issuer: "twofa".into(),
             access_token_ttl: 600,
             refresh_token_ttl: 30 * 24 * 3600,
@@ -176,7 +184,7 @@ impl Core {
                 backend,
                 clock,
                 rng,
-                secrets: SecretBox::new(&cfg.master_key),
+                secrets: SecretBox::with_previous(&cfg.master_key, &cfg.previous_master_keys),
                 delivery: delivery::Delivery::new(&cfg.mail, &cfg.sms)?,
                 cfg,
             }),

@@ -84,6 +84,28 @@ pub struct Settings {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_key: Option<String>,
+    /// Master keys that still decrypt but never encrypt, comma-separated: the old key while `twofa keys rotate` re-seals under `master_key`, or the new one while instances are being given it (see "Rotating keys") [default: none]
+    #[arg(
+        id = "previous_master_keys",
+        long = "previous-master-keys",
+        value_name = "PREVIOUS_MASTER_KEYS",
+        env = "TWOFA_PREVIOUS_MASTER_KEYS",
+        global = true,
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_master_keys: Option<String>,
+    /// JWT keys whose tokens are still accepted until they expire, comma-separated; new tokens are signed with `jwt_key` only [default: none]
+    #[arg(
+        id = "previous_jwt_keys",
+        long = "previous-jwt-keys",
+        value_name = "PREVIOUS_JWT_KEYS",
+        env = "TWOFA_PREVIOUS_JWT_KEYS",
+        global = true,
+        hide_env_values = true
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_jwt_keys: Option<String>,
     /// SMTP for mail with codes and links: `smtp://user:pass@host:587` (STARTTLS, required whenever the URL has credentials), `smtps://user:pass@host` (TLS), `smtp://host:25` (plain, local relays); lettre's `?tls=required|opportunistic` overrides [default: none, each message is written to <data dir>/outbox/mail/*.eml]
     #[arg(id = "smtp_url", long = "smtp-url", value_name = "SMTP_URL", env = "TWOFA_SMTP_URL", global = true, hide_env_values = true,
         value_parser = non_blank)]
@@ -157,6 +179,8 @@ impl Default for Settings {
             admin_password: None,
             master_key: None,
             jwt_key: None,
+            previous_master_keys: None,
+            previous_jwt_keys: None,
             smtp_url: None,
             mail_from: "twofa@localhost".into(),
             sms_webhook_url: None,
@@ -459,6 +483,8 @@ mod tests {
             admin_password: Some("x".into()),
             master_key: Some("x".into()),
             jwt_key: Some("x".into()),
+            previous_master_keys: Some("x".into()),
+            previous_jwt_keys: Some("x".into()),
             smtp_url: Some("x".into()),
             sms_webhook_url: Some("x".into()),
             sms_webhook_token: Some("x".into()),

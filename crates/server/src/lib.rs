@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use twofa_core::crypto::{load_or_create_key_file, parse_key};
+use twofa_core::crypto::{load_or_create_key_file, parse_key, parse_keys};
 use twofa_core::{Core, CoreConfig, CoreError, OsRandom, SystemClock};
 use utoipa_swagger_ui::{SwaggerUi, Url};
 
@@ -26,6 +26,9 @@ pub enum ServerError {
     Core(#[from] CoreError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// `twofa keys rotate` found secrets that no configured master key opens.
+    #[error("{0} TOTP secrets open with none of the configured master keys: add the key they were sealed with to previous_master_keys and rerun")]
+    Rotation(u64),
     /// A command used wrongly.
     #[error("{0}")]
     Usage(&'static str),
@@ -77,6 +80,12 @@ pub fn open_core(settings: &Settings) -> Result<Core, ServerError> {
         &settings.data_dir.join("jwt.key"),
     )?;
     let mut cfg = CoreConfig::new(settings.database_url(), master_key, jwt_key.to_vec());
+    let previous = |keys: &Option<String>| parse_keys(keys.as_deref().unwrap_or(""));
+    cfg.previous_master_keys = previous(&settings.previous_master_keys)?;
+    cfg.previous_jwt_keys = previous(&settings.previous_jwt_keys)?
+        .iter()
+        .map(|k| k.to_vec())
+        .collect();
     if let Some(size) = settings.pool_size {
         cfg.pool_size = size;
     }

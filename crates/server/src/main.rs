@@ -40,6 +40,9 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Rotate keys (see the README's "Rotating keys").
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print the audit log, newest first, as JSON lines.
     Audit {
         #[arg(long)]
@@ -47,6 +50,15 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: i64,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a new random key (64 hex digits) for `master_key` or `jwt_key`.
+    Generate,
+    /// Re-seal every secret under the current master key, while the previous keys
+    /// still decrypt. Safe while servers serve (row by row); a rerun changes nothing.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -190,6 +202,38 @@ async fn run(cli: Cli, matches: clap::ArgMatches) -> Result<(), ServerError> {
                     let key = core.issue_ws_key(operator(), username, file_id).await?;
                     println!("{key}");
                 }
+            }
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Generate) => {
+            println!(
+                "{}",
+                twofa_core::crypto::generate_key(&twofa_core::OsRandom)
+            );
+            Ok(())
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let core = twofa_server::open_core(&settings)?;
+            let r = core.rotate_keys(operator()).await?;
+            println!(
+                "master key {}: {} of {} TOTP secrets re-sealed, {} already under it",
+                r.master_key_id,
+                r.resealed,
+                r.secrets,
+                r.secrets - r.resealed - r.unreadable
+            );
+            if let Some(expire) = r.old_job_results_expire {
+                println!(
+                    "{} job results sealed under older keys cannot be re-sealed; the last expires at {} (Unix time): keep the previous master keys until then",
+                    r.old_job_results, expire
+                );
+            }
+            println!(
+                "JWT key {} signs new tokens; tokens signed with previous JWT keys are accepted until they expire",
+                r.jwt_key_id
+            );
+            if r.unreadable > 0 {
+                return Err(ServerError::Rotation(r.unreadable));
             }
             Ok(())
         }

@@ -2,6 +2,10 @@
 //! their `label` derived from the core's JWT key (so a token of one kind never passes
 //! as another, e.g. an access token as a refresh token). Lifetimes are checked against
 //! the injected clock, with no leeway. Session access tokens are one use of it.
+//!
+//! Tokens carry the `kid` of the JWT key that signed them. During a key rotation the
+//! current key signs and the previous keys still verify, so tokens issued before the
+//! rotation stay valid until they expire.
 
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -10,6 +14,7 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use super::sessions::Session;
+use crate::crypto::key_id;
 use crate::{Core, CoreError, CoreResult};
 
 /// Claims of a session access token ([`Core::access_token`]). Dialects add their own
@@ -27,23 +32,41 @@ pub struct AccessClaims {
     pub extra: Map<String, Value>,
 }
 
-impl Core {
-    fn derived_jwt_key(&self, label: &str) -> Vec<u8> {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.inner.cfg.jwt_key).expect("any key length");
-        mac.update(b"twofa jwt key:");
-        mac.update(label.as_bytes());
-        mac.finalize().into_bytes().to_vec()
-    }
+/// The key of `label` derived from the JWT key `base`.
+fn derived_jwt_key(base: &[u8], label: &str) -> Vec<u8> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(base).expect("any key length");
+    mac.update(b"twofa jwt key:");
+    mac.update(label.as_bytes());
+    mac.finalize().into_bytes().to_vec()
+}
 
+impl Core {
     /// Signs `claims` (HS256, verbatim) with the key of `label`.
     pub fn sign_claims(&self, label: &str, claims: &Map<String, Value>) -> CoreResult<String> {
+        let cfg = &self.inner.cfg;
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(key_id(&cfg.jwt_key));
         jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
+            &header,
             claims,
-            &EncodingKey::from_secret(&self.derived_jwt_key(label)),
+            &EncodingKey::from_secret(&derived_jwt_key(&cfg.jwt_key, label)),
         )
         .map_err(|e| CoreError::Internal(format!("signing token: {e}")))
+    }
+
+    /// The JWT keys that may have signed `token`: the one its `kid` names first, then
+    /// the others (a token signed before key ids has none).
+    fn jwt_keys_for(&self, token: &str) -> Vec<&[u8]> {
+        let cfg = &self.inner.cfg;
+        let kid = jsonwebtoken::decode_header(token).ok().and_then(|h| h.kid);
+        let mut keys: Vec<&[u8]> = std::iter::once(&cfg.jwt_key)
+            .chain(&cfg.previous_jwt_keys)
+            .map(Vec::as_slice)
+            .collect();
+        if let Some(kid) = kid {
+            keys.sort_by_key(|key| key_id(key) != kid);
+        }
+        keys
     }
 
     /// Verifies a token of `label`: signature, `iss`, `aud` (when given), `exp`
@@ -65,13 +88,15 @@ impl Core {
             Some(aud) => validation.set_audience(&[aud]),
             None => validation.validate_aud = false,
         }
-        let claims = jsonwebtoken::decode::<Map<String, Value>>(
-            token,
-            &DecodingKey::from_secret(&self.derived_jwt_key(label)),
-            &validation,
-        )
-        .map_err(|_| CoreError::InvalidToken)?
-        .claims;
+        let claims = self
+            .jwt_keys_for(token)
+            .into_iter()
+            .find_map(|base| {
+                let key = DecodingKey::from_secret(&derived_jwt_key(base, label));
+                jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation).ok()
+            })
+            .ok_or(CoreError::InvalidToken)?
+            .claims;
         let now = self.inner.now();
         let nbf_ok = claims
             .get("nbf")
