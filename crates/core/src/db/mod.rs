@@ -93,6 +93,12 @@ pub fn connect(url: &str, max_size: u32) -> Result<DbPool, CoreError> {
             .map_err(|e| CoreError::Storage(format!("cannot open database: {e}")))?;
         conn.batch_execute("PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL;")?;
     }
+    if Backend::of_url(url) == Backend::Postgres {
+        // One connection first, so that its own error (TLS, certificate, authentication,
+        // host) is told at once rather than as r2d2's timeout after 30 s of retries.
+        PgConnection::establish(url)
+            .map_err(|e| CoreError::Storage(format!("cannot connect to PostgreSQL: {e}")))?;
+    }
     let pool = Pool::builder()
         .max_size(max_size)
         // A broken connection shows itself on use; a ping before every use costs more.
