@@ -36,7 +36,7 @@ fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -86,6 +86,25 @@ impl Server {
         };
         server.serve();
         Some(server)
+    }
+
+    /// A server on the PostgreSQL database at `database_url` (one the test made).
+    pub fn start_on(database_url: String, env: &[(&str, &str)]) -> Server {
+        let mut server = Server {
+            child: None,
+            base: String::new(),
+            data_dir: tempfile::tempdir().unwrap(),
+            database_url,
+            backend: Backend::Postgres,
+            http: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            env: owned(env),
+            umask: None,
+        };
+        server.serve();
+        server
     }
 
     /// Starts `twofa serve` on a free port.

@@ -7,8 +7,10 @@ mod authendpoints;
 mod clients;
 mod hardening;
 mod harness;
+mod keys;
 mod lockout;
 mod mail;
+mod postgres_tls;
 mod saasu;
 mod sms;
 mod ucloud;
@@ -46,6 +48,7 @@ on_both_backends!(
     ucloud::admin_reset,
     ucloud::docs_and_cli,
     ucloud::graceful_shutdown,
+    keys::keys_rotation,
     lockout::burst_of_wrong_codes,
     zstack::zstack_binding_flow,
     zstack::zstack_code_lockout,

@@ -43,15 +43,15 @@ fn access_token(s: &Server, user: &str, password: &str) -> String {
     body["accessToken"].as_str().unwrap().to_string()
 }
 
-fn get(s: &Server, path: &str, token: &str) -> (u16, Value) {
+pub(crate) fn get(s: &Server, path: &str, token: &str) -> (u16, Value) {
     json(s.http.get(s.url(path)).bearer_auth(token).send().unwrap())
 }
 
-fn post(s: &Server, path: &str, token: &str) -> (u16, Value) {
+pub(crate) fn post(s: &Server, path: &str, token: &str) -> (u16, Value) {
     json(s.http.post(s.url(path)).bearer_auth(token).send().unwrap())
 }
 
-fn answer(s: &Server, body: Value) -> (u16, Value) {
+pub(crate) fn answer(s: &Server, body: Value) -> (u16, Value) {
     json(
         s.http
             .post(s.url("/auth/2fa/challenge"))
