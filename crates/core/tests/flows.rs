@@ -1627,6 +1627,185 @@ async fn reset_removes_every_factor(e: Env) {
     ));
 }
 
+/// Rewrites a user's TOTP secret as it was sealed before sealed values named their key
+/// (`nonce ‖ ciphertext`, the factor id as associated data), as a database from before
+/// key rotation holds it.
+fn seal_legacy(e: &Env, user_id: &str, key: &[u8; 32], secret: &[u8]) {
+    use aes_gcm::aead::{Aead, KeyInit, Payload};
+    use diesel::prelude::*;
+    use diesel::sql_types::{Binary, Text};
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        id: String,
+    }
+    macro_rules! on {
+        ($conn:expr, $p1:literal, $p2:literal) => {{
+            let conn = &mut $conn;
+            let select = concat!("SELECT id FROM totp_factors WHERE user_id = ", $p1);
+            let id = diesel::sql_query(select)
+                .bind::<Text, _>(user_id)
+                .get_result::<Row>(conn)
+                .unwrap()
+                .id;
+            let nonce = [3u8; 12];
+            let ct = aes_gcm::Aes256Gcm::new(key.into())
+                .encrypt(
+                    (&nonce).into(),
+                    Payload {
+                        msg: secret,
+                        aad: id.as_bytes(),
+                    },
+                )
+                .unwrap();
+            let update = concat!(
+                "UPDATE totp_factors SET secret_sealed = ",
+                $p1,
+                " WHERE id = ",
+                $p2
+            );
+            diesel::sql_query(update)
+                .bind::<Binary, _>([&nonce[..], &ct].concat())
+                .bind::<Text, _>(&id)
+                .execute(conn)
+                .unwrap();
+        }};
+    }
+    if e.db_file.is_some() {
+        on!(
+            diesel::SqliteConnection::establish(&e.url).unwrap(),
+            "?",
+            "?"
+        )
+    } else {
+        on!(diesel::PgConnection::establish(&e.url).unwrap(), "$1", "$2")
+    }
+}
+
+/// Key rotation: secrets sealed under the old master key (with and without a key id),
+/// codes hashed and tokens signed under the old keys keep working once new keys are
+/// current; `rotate_keys` re-seals every secret, once; then the old master key can go.
+async fn key_rotation(e: Env) {
+    let (old_master, old_jwt) = ([7u8; 32], vec![9u8; 32]);
+    let (new_master, new_jwt) = ([8u8; 32], vec![10u8; 32]);
+    let seed = std::sync::atomic::AtomicU64::new(100);
+    let with_keys = |master: [u8; 32], previous: Vec<[u8; 32]>, jwt: Vec<u8>, previous_jwt| {
+        // Each instance its own random sequence, or their ids would collide.
+        let seed = seed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut cfg = CoreConfig::new(e.url.clone(), master, jwt);
+        cfg.previous_master_keys = previous;
+        cfg.previous_jwt_keys = previous_jwt;
+        cfg.mail.outbox_dir = e._dir.path().join("outbox");
+        Core::open(cfg, e.clock.clone(), Arc::new(SeededRandom::new(seed))).unwrap()
+    };
+    let (tina, tom) = (e.user("tina", false).await, e.user("tom", false).await);
+    let (tina_secret, tom_secret) = (e.enroll(&tina).await, e.enroll(&tom).await);
+    seal_legacy(&e, &tom.id, &old_master, &tom_secret);
+    let olga = e.user_with_email("olga").await;
+    e.send(&olga, CodePurpose::EnableTwoFactor).await.unwrap();
+    let code_sent = e.last_code();
+    let job = e
+        .core
+        .store_job_result(origin(), "the result".into(), 60)
+        .await
+        .unwrap();
+    let LoginStep::Complete(session) = e
+        .core
+        .password_login(origin(), "olga".into(), "olga-pw".into(), None)
+        .await
+        .unwrap()
+    else {
+        panic!("olga has no second factor yet")
+    };
+    let old_token = e
+        .core
+        .access_token(&session, "test", Default::default())
+        .unwrap();
+
+    let rotating = with_keys(
+        new_master,
+        vec![old_master],
+        new_jwt.clone(),
+        vec![old_jwt.clone()],
+    );
+    let login = |core: &Core, user: &User, secret: &[u8]| {
+        let (core, user, code) = (core.clone(), user.clone(), e.code(secret, 0));
+        async move {
+            let LoginStep::SecondFactor { challenge_id, .. } = core
+                .password_login(
+                    origin(),
+                    user.username.clone(),
+                    format!("{}-pw", user.username).into(),
+                    None,
+                )
+                .await?
+            else {
+                panic!("{} has a second factor", user.username)
+            };
+            core.answer_challenge(origin(), challenge_id, code).await
+        }
+    };
+    // Everything made under the old keys works with the new keys current.
+    assert!(login(&rotating, &tina, &tina_secret).await.is_ok());
+    assert!(
+        login(&rotating, &tom, &tom_secret).await.is_ok(),
+        "sealed before key ids"
+    );
+    assert!(rotating.verify_access_token(&old_token, "test").is_ok());
+    let new_token = rotating
+        .access_token(&session, "test", Default::default())
+        .unwrap();
+    assert!(rotating.verify_access_token(&new_token, "test").is_ok());
+    assert!(
+        e.core.verify_access_token(&new_token, "test").is_err(),
+        "signed with the new key"
+    );
+    rotating
+        .enable_email_two_factor(origin(), olga.id.clone(), code_sent)
+        .await
+        .expect("a code sent under the old master key");
+    assert_eq!(
+        rotating
+            .job_result(origin(), job.clone())
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("the result")
+    );
+
+    let r = rotating.rotate_keys(origin()).await.unwrap();
+    assert_eq!((r.secrets, r.resealed, r.unreadable), (2, 2, 0));
+    assert_eq!(r.master_key_id, twofa_core::crypto::key_id(&new_master));
+    assert_eq!(r.jwt_key_id, twofa_core::crypto::key_id(&new_jwt));
+    assert_eq!(
+        (r.old_job_results, r.old_job_results_expire),
+        (1, Some(e.clock.now() + 60))
+    );
+    let again = rotating.rotate_keys(origin()).await.unwrap();
+    assert_eq!(
+        (again.secrets, again.resealed),
+        (2, 0),
+        "a rerun changes nothing"
+    );
+
+    // The old master key dropped: re-sealed secrets open with the new one alone, and
+    // the old one no longer opens them.
+    e.clock.advance(30);
+    let rotated = with_keys(new_master, vec![], new_jwt.clone(), vec![]);
+    let r = login(&rotated, &tina, &tina_secret).await;
+    assert!(r.is_ok(), "{r:?}");
+    assert!(login(&rotated, &tom, &tom_secret).await.is_ok());
+    assert!(rotated.verify_access_token(&old_token, "test").is_err());
+    assert!(rotated.verify_access_token(&new_token, "test").is_ok());
+    e.clock.advance(30);
+    assert!(login(&e.core, &tina, &tina_secret).await.is_err());
+
+    // A secret sealed under a key no longer configured is reported, not skipped.
+    let unknown = with_keys([11; 32], vec![], new_jwt, vec![]);
+    let r = unknown.rotate_keys(origin()).await.unwrap();
+    assert_eq!((r.secrets, r.resealed, r.unreadable), (2, 0, 2));
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1760,4 +1939,5 @@ on_both_backends!(
     lockout_is_exact_under_concurrency,
     reset_removes_every_factor,
     legacy_hashes_upgrade_on_first_sign_in,
+    key_rotation,
 );
