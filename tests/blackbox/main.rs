@@ -7,6 +7,7 @@ mod authendpoints;
 mod clients;
 mod hardening;
 mod harness;
+mod import;
 mod lockout;
 mod mail;
 mod saasu;
@@ -61,6 +62,9 @@ on_both_backends!(
     clients::clients_ucloud_web_client,
     clients::clients_zstack_message_api,
     clients::clients_saasu_sdk,
+    import::import_ucloud,
+    import::import_zstack,
+    import::import_authendpoints,
 );
 
 /// Scenarios with a real SMS gateway (an HTTP webhook receiver) on loopback.
