@@ -661,10 +661,10 @@ pub fn import_zstack(s: Server) {
 /// `AspNetUsers` and `AspNetUserTokens` as Entity Framework Core's Identity migration
 /// (`CreateIdentitySchema`, the `IdentityUser`/`IdentityUserToken` columns of
 /// dotnet/aspnetcore `src/Identity/Extensions.Stores`) creates them; `{bool}` is the
-/// provider's boolean type.
+/// provider's boolean type, `{id}` its string key type.
 const IDENTITY_DDL: &str = r#"
 CREATE TABLE "AspNetUsers" (
-    "Id" TEXT NOT NULL PRIMARY KEY,
+    "Id" {id} NOT NULL PRIMARY KEY,
     "UserName" VARCHAR(256) NULL,
     "NormalizedUserName" VARCHAR(256) NULL,
     "Email" VARCHAR(256) NULL,
@@ -681,7 +681,7 @@ CREATE TABLE "AspNetUsers" (
     "AccessFailedCount" INTEGER NOT NULL
 );
 CREATE TABLE "AspNetUserTokens" (
-    "UserId" TEXT NOT NULL REFERENCES "AspNetUsers" ("Id") ON DELETE CASCADE,
+    "UserId" {id} NOT NULL REFERENCES "AspNetUsers" ("Id") ON DELETE CASCADE,
     "LoginProvider" VARCHAR(128) NOT NULL,
     "Name" VARCHAR(128) NOT NULL,
     "Value" TEXT NULL,
@@ -692,13 +692,15 @@ CREATE TABLE "AspNetUserTokens" (
 enum IdentityDb {
     Sqlite(std::path::PathBuf),
     Postgres(String),
+    /// Pomelo's MySQL provider (statements in ANSI quoting here).
+    Mysql(String),
 }
 
 impl IdentityDb {
     fn url(&self) -> String {
         match self {
             IdentityDb::Sqlite(p) => p.to_string_lossy().into_owned(),
-            IdentityDb::Postgres(u) => u.clone(),
+            IdentityDb::Postgres(u) | IdentityDb::Mysql(u) => u.clone(),
         }
     }
 
@@ -709,13 +711,21 @@ impl IdentityDb {
                 .batch_execute(sql)
                 .unwrap(),
             IdentityDb::Postgres(u) => pg_exec(u, sql),
+            IdentityDb::Mysql(u) => {
+                for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
+                    mysql_exec(
+                        u,
+                        &format!("SET SESSION sql_mode = 'ANSI_QUOTES'; {statement}"),
+                    );
+                }
+            }
         }
     }
 
     fn bool(&self, b: bool) -> &'static str {
         match (self, b) {
-            (IdentityDb::Sqlite(_), true) => "1",
-            (IdentityDb::Sqlite(_), false) => "0",
+            (IdentityDb::Sqlite(_) | IdentityDb::Mysql(_), true) => "1",
+            (IdentityDb::Sqlite(_) | IdentityDb::Mysql(_), false) => "0",
             (IdentityDb::Postgres(_), true) => "TRUE",
             (IdentityDb::Postgres(_), false) => "FALSE",
         }
@@ -744,11 +754,16 @@ impl IdentityDb {
 
 /// Fills an Identity database; returns ivy's authenticator key.
 fn fill_identity(db: &IdentityDb, pw: impl Fn(&str) -> String) -> String {
-    let ddl_bool = match db {
-        IdentityDb::Sqlite(_) => "INTEGER",
-        IdentityDb::Postgres(_) => "boolean",
+    let (ddl_bool, ddl_id) = match db {
+        IdentityDb::Sqlite(_) => ("INTEGER", "TEXT"),
+        IdentityDb::Postgres(_) => ("boolean", "TEXT"),
+        IdentityDb::Mysql(_) => ("tinyint(1)", "varchar(255)"),
     };
-    db.exec(&IDENTITY_DDL.replace("{bool}", ddl_bool));
+    db.exec(
+        &IDENTITY_DDL
+            .replace("{bool}", ddl_bool)
+            .replace("{id}", ddl_id),
+    );
     // .NET 7+ (v3, SHA512, 100000), .NET Core 1-6 (v3, SHA256, 10000), Identity v2.
     db.user(
         "1",
@@ -801,6 +816,9 @@ pub fn import_authendpoints(s: Server) {
     let mut sources = vec![IdentityDb::Sqlite(dir.path().join("identity.db"))];
     if let Some(url) = postgres::fresh_database("import_identity_source") {
         sources.push(IdentityDb::Postgres(url));
+    }
+    if let Some(url) = mysql_database("import_identity_mysql", &[]) {
+        sources.push(IdentityDb::Mysql(url));
     }
     let expected =
         "created 5, updated 0, unchanged 0, exists 0, builtin-admin 0, skipped 1, invalid 0";

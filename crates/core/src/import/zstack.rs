@@ -16,15 +16,18 @@ use super::source::SourceDb;
 use super::Record;
 use crate::CoreResult;
 
+/// Server-wide settings: (key, value).
+type Settings = Vec<(String, String)>;
+
 #[cfg(not(feature = "mysql"))]
-pub(crate) fn read(_db: &mut SourceDb) -> CoreResult<(Vec<Record>, Vec<(String, String)>)> {
+pub(crate) fn read(_db: &mut SourceDb) -> CoreResult<(Vec<Record>, Settings)> {
     Err(crate::CoreError::InvalidConfig(
         "source database: ZStack keeps its accounts in MySQL, and this build has no MySQL client (cargo feature `import-mysql`)".into(),
     ))
 }
 
 #[cfg(feature = "mysql")]
-pub(crate) fn read(db: &mut SourceDb) -> CoreResult<(Vec<Record>, Vec<(String, String)>)> {
+pub(crate) fn read(db: &mut SourceDb) -> CoreResult<(Vec<Record>, Settings)> {
     use std::collections::HashMap;
 
     use mysql::prelude::Queryable;
