@@ -101,7 +101,7 @@ pub(crate) fn read(db: &mut SourceDb) -> CoreResult<Vec<Record>> {
             records.push(Record::left(name, Outcome::Skipped, "no password"));
             continue;
         };
-        if hash.len() < 16 || salt.len() < 8 {
+        if hash.len() < 32 || salt.len() < 8 {
             records.push(Record::left(
                 name,
                 Outcome::Invalid,

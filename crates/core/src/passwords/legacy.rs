@@ -88,7 +88,7 @@ fn ucloud(encoded: &str, plain: &str) -> Option<bool> {
     // trivial or endless.
     if parts.next().is_some()
         || salt.len() < 8
-        || expected.len() < 16
+        || expected.len() < 32
         || !(1..=MAX_ITERATIONS).contains(&iterations)
     {
         return None;
