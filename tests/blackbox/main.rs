@@ -5,6 +5,7 @@ mod postgres;
 
 mod authendpoints;
 mod clients;
+mod docker;
 mod hardening;
 mod harness;
 mod lockout;
@@ -195,4 +196,9 @@ mod sqlite_schemathesis {
 #[test]
 fn sqlite_swagger_ui_try_it_out() {
     swagger_ui::swagger_ui_try_it_out(Server::start(Backend::Sqlite, "swagger_ui").unwrap())
+}
+
+#[test]
+fn sqlite_docker_image_and_compose() {
+    docker::docker_image_and_compose(Server::start(Backend::Sqlite, "docker").unwrap())
 }

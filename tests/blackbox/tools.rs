@@ -64,7 +64,7 @@ pub fn python_tool(script: &str) -> Command {
 }
 
 /// A Python venv with the pinned packages; returns its interpreter.
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     let venv = installed("pytools", &["requirements.txt"], |scratch| {
         run(Command::new("python3").arg("-m").arg("venv").arg(scratch));
         run(Command::new(scratch.join("bin/python"))
