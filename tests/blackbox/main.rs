@@ -5,14 +5,19 @@ mod postgres;
 
 mod authendpoints;
 mod clients;
+mod docker;
 mod hardening;
 mod harness;
+mod import;
 mod keys;
 mod lockout;
 mod mail;
+mod openapi;
 mod postgres_tls;
 mod saasu;
 mod sms;
+mod swagger_ui;
+mod tools;
 mod ucloud;
 mod zstack;
 
@@ -64,6 +69,9 @@ on_both_backends!(
     clients::clients_ucloud_web_client,
     clients::clients_zstack_message_api,
     clients::clients_saasu_sdk,
+    import::import_ucloud,
+    import::import_zstack,
+    import::import_authendpoints,
 );
 
 /// Scenarios with a real SMS gateway (an HTTP webhook receiver) on loopback.
@@ -164,4 +172,40 @@ fn postgres_lockout_on_two_instances() {
     if let Some(s) = Server::start(Backend::Postgres, "lockout_on_two_instances") {
         lockout::burst_on_two_instances(s)
     }
+}
+
+/// schemathesis over each dialect's document, on SQLite (the documents do not depend on
+/// the backend).
+mod sqlite_schemathesis {
+    use super::{openapi, Backend, Server};
+
+    #[test]
+    fn ucloud() {
+        openapi::schemathesis_ucloud(Server::start(Backend::Sqlite, "st_ucloud").unwrap())
+    }
+
+    #[test]
+    fn zstack() {
+        openapi::schemathesis_zstack(Server::start(Backend::Sqlite, "st_zstack").unwrap())
+    }
+
+    #[test]
+    fn authendpoints() {
+        openapi::schemathesis_authendpoints(Server::start(Backend::Sqlite, "st_ae").unwrap())
+    }
+
+    #[test]
+    fn saasu() {
+        openapi::schemathesis_saasu(Server::start(Backend::Sqlite, "st_saasu").unwrap())
+    }
+}
+
+#[test]
+fn sqlite_swagger_ui_try_it_out() {
+    swagger_ui::swagger_ui_try_it_out(Server::start(Backend::Sqlite, "swagger_ui").unwrap())
+}
+
+#[test]
+fn sqlite_docker_image_and_compose() {
+    docker::docker_image_and_compose(Server::start(Backend::Sqlite, "docker").unwrap())
 }

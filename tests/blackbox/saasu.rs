@@ -90,7 +90,7 @@ fn password_grant(user: &str, password: &str, code: &str) -> Value {
            "scope": "full", "verification_code": code})
 }
 
-fn token(s: &Server, user: &str, password: &str) -> Value {
+pub(crate) fn token(s: &Server, user: &str, password: &str) -> Value {
     let (status, grant) = post(
         s,
         "/authorisation/token",

@@ -44,7 +44,7 @@ fn login_with_code(s: &Server, name: &str, password: &str, code: &str) -> (u16, 
     login(s, name, password, &[&format!("twofatoken::{code}")])
 }
 
-fn session(s: &Server, name: &str, password: &str, tags: &[&str]) -> String {
+pub(crate) fn session(s: &Server, name: &str, password: &str, tags: &[&str]) -> String {
     let (status, body) = login(s, name, password, tags);
     assert_eq!(status, 200, "{body}");
     body["inventory"]["uuid"].as_str().unwrap().to_string()

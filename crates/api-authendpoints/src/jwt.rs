@@ -16,10 +16,10 @@ use crate::wire::{LoginRequest, RefreshRequest, TokenPair, TwoStepRequired};
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Tokens, or two-step verification required", body = TokenPair),
-        (status = 400, description = "Validation problem", body = ProblemDetails),
+        (status = 400, description = "Validation problem", content((ProblemDetails = "application/problem+json"))),
         (status = 401, description = "`Invalid credentials` (text/plain)", body = String, content_type = "text/plain"),
-        (status = 415, description = "Not JSON", body = ProblemDetails),
-        (status = 429, description = "Too many wrong passwords", body = ProblemDetails),
+        (status = 415, description = "Not JSON", content((ProblemDetails = "application/problem+json"))),
+        (status = 429, description = "Too many wrong passwords", content((ProblemDetails = "application/problem+json"))),
     )
 )]
 #[post("/jwt/create")]
@@ -53,9 +53,9 @@ pub async fn create(
     request_body = RefreshRequest,
     responses(
         (status = 200, body = TokenPair, description = "Success"),
-        (status = 400, description = "Invalid or expired refresh token, or validation problem", body = ErrorResponse),
+        (status = 400, description = "Invalid or expired refresh token (errors), or validation problem (ProblemDetails)", content((ErrorResponse = "application/json"), (ProblemDetails = "application/problem+json"))),
         (status = 404, description = "`{\"errors\":[\"User not found.\"]}`", body = ErrorResponse),
-        (status = 415, description = "Not JSON", body = ProblemDetails),
+        (status = 415, description = "Not JSON", content((ProblemDetails = "application/problem+json"))),
     )
 )]
 #[post("/jwt/refresh")]

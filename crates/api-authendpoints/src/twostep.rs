@@ -32,9 +32,9 @@ fn bad_request_problem() -> ApiError {
     responses(
         (status = 200, description = "Code sent (empty body)"),
         (status = 400, description = "`Email is not verified.` (text/plain)", body = String, content_type = "text/plain"),
-        (status = 401, description = "Two-step verification already on (ProblemDetails), or no valid token (empty)", body = ProblemDetails),
-        (status = 429, description = "More than 5 codes in 10 minutes", body = ProblemDetails),
-        (status = 500, description = "The email could not be sent; nothing changed", body = ProblemDetails),
+        (status = 401, description = "Two-step verification already on (ProblemDetails), or no valid token (empty body, no Content-Type)"),
+        (status = 429, description = "More than 5 codes in 10 minutes", content((ProblemDetails = "application/problem+json"))),
+        (status = 500, description = "The email could not be sent; nothing changed", content((ProblemDetails = "application/problem+json"))),
     )
 )]
 #[get("/users/enable_2fa")]
@@ -73,10 +73,10 @@ pub async fn enable(req: HttpRequest, auth: Authenticated) -> Result<HttpRespons
     request_body = TwoStepVerificationConfirmRequest,
     responses(
         (status = 200, description = "Two-step verification is on (empty body)"),
-        (status = 400, description = "`Email is not confirmed` or `Invalid two factor token` (text/plain); validation or unknown provider (ProblemDetails)", body = ProblemDetails),
-        (status = 401, description = "`Invalid user` (text/plain), already on (ProblemDetails), or no valid token (empty)", body = ProblemDetails),
-        (status = 415, description = "Not JSON", body = ProblemDetails),
-        (status = 429, description = "Too many wrong codes", body = ProblemDetails),
+        (status = 400, description = "`Email is not confirmed` or `Invalid two factor token` (text/plain); validation or unknown provider (ProblemDetails)", content((String = "text/plain"), (ProblemDetails = "application/problem+json"))),
+        (status = 401, description = "`Invalid user` (text/plain), already on (ProblemDetails), or no valid token (empty body, no Content-Type)"),
+        (status = 415, description = "Not JSON", content((ProblemDetails = "application/problem+json"))),
+        (status = 429, description = "Too many wrong codes", content((ProblemDetails = "application/problem+json"))),
     )
 )]
 #[post("/users/enable_2fa_confirm")]
@@ -122,11 +122,11 @@ pub async fn enable_confirm(
     request_body = TwoStepVerificationLoginRequest,
     responses(
         (status = 200, description = "Code sent, or authenticator code awaited (empty body)"),
-        (status = 400, description = "`Email is not verified` (text/plain); validation, or provider not valid for the user (ProblemDetails)", body = ProblemDetails),
-        (status = 401, description = "`Invalid credentials` (text/plain), or two-step verification off (ProblemDetails)", body = ProblemDetails),
-        (status = 415, description = "Not JSON", body = ProblemDetails),
-        (status = 429, description = "Too many wrong passwords, or more than 5 codes in 10 minutes", body = ProblemDetails),
-        (status = 500, description = "The email could not be sent", body = ProblemDetails),
+        (status = 400, description = "`Email is not verified` (text/plain); validation, or provider not valid for the user (ProblemDetails)", content((String = "text/plain"), (ProblemDetails = "application/problem+json"))),
+        (status = 401, description = "`Invalid credentials` (text/plain), or two-step verification off (ProblemDetails)", content((String = "text/plain"), (ProblemDetails = "application/problem+json"))),
+        (status = 415, description = "Not JSON", content((ProblemDetails = "application/problem+json"))),
+        (status = 429, description = "Too many wrong passwords, or more than 5 codes in 10 minutes", content((ProblemDetails = "application/problem+json"))),
+        (status = 500, description = "The email could not be sent", content((ProblemDetails = "application/problem+json"))),
     )
 )]
 #[post("/users/two_step_verification_login")]
@@ -182,10 +182,10 @@ pub async fn login(
     request_body = TwoStepVerificationConfirmRequest,
     responses(
         (status = 200, body = TokenPair, description = "Success"),
-        (status = 400, description = "`Invalid token` (text/plain); unknown email or validation (ProblemDetails)", body = ProblemDetails),
-        (status = 401, description = "Two-step verification off (ProblemDetails)", body = ProblemDetails),
-        (status = 415, description = "Not JSON", body = ProblemDetails),
-        (status = 429, description = "Too many wrong codes", body = ProblemDetails),
+        (status = 400, description = "`Invalid token` (text/plain); unknown email or validation (ProblemDetails)", content((String = "text/plain"), (ProblemDetails = "application/problem+json"))),
+        (status = 401, description = "Two-step verification off (ProblemDetails)", content((ProblemDetails = "application/problem+json"))),
+        (status = 415, description = "Not JSON", content((ProblemDetails = "application/problem+json"))),
+        (status = 429, description = "Too many wrong codes", content((ProblemDetails = "application/problem+json"))),
     )
 )]
 #[post("/users/two_step_verification_confirm")]

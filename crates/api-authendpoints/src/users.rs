@@ -47,11 +47,11 @@ async fn email_link(
     request_body = RegisterRequest,
     responses(
         (status = 200, description = "Registered (empty body)"),
-        (status = 400, description = "Validation problem, or passwords differ", body = ErrorResponse),
-        (status = 403, description = "Registration is closed (`authendpoints.registration`)", body = ProblemDetails),
+        (status = 400, description = "Validation problem (ProblemDetails), or passwords differ", content((ProblemDetails = "application/problem+json"), (ErrorResponse = "application/json"))),
+        (status = 403, description = "Registration is closed (`authendpoints.registration`)", content((ProblemDetails = "application/problem+json"))),
         (status = 409, description = "Username or email taken, or password policy", body = ErrorResponse),
-        (status = 415, description = "Not JSON", body = ProblemDetails),
-        (status = 429, description = "Too many registrations from this address (10 an hour)", body = ProblemDetails),
+        (status = 415, description = "Not JSON", content((ProblemDetails = "application/problem+json"))),
+        (status = 429, description = "Too many registrations from this address (10 an hour)", content((ProblemDetails = "application/problem+json"))),
     )
 )]
 #[post("/users")]
@@ -129,9 +129,10 @@ pub async fn me(req: HttpRequest, auth: Authenticated) -> Result<HttpResponse, A
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Sent"),
-        (status = 401, description = "Already confirmed (ProblemDetails), or no valid token (empty)", body = ProblemDetails),
-        (status = 429, description = "More than 5 messages in 10 minutes", body = ProblemDetails),
-        (status = 500, description = "The email could not be sent", body = ProblemDetails),
+        (status = 400, description = "The user has no email address", content((ProblemDetails = "application/problem+json"))),
+        (status = 401, description = "Already confirmed (ProblemDetails), or no valid token (empty body, no Content-Type)"),
+        (status = 429, description = "More than 5 messages in 10 minutes", content((ProblemDetails = "application/problem+json"))),
+        (status = 500, description = "The email could not be sent", content((ProblemDetails = "application/problem+json"))),
     )
 )]
 #[get("/users/verify_email")]
@@ -164,10 +165,11 @@ pub async fn verify_email(req: HttpRequest, auth: Authenticated) -> Result<HttpR
     request_body = EmailVerificationConfirmRequest,
     responses(
         (status = 204, description = "Confirmed"),
-        (status = 400, description = "Unknown user (ProblemDetails) or validation problem", body = ProblemDetails),
-        (status = 401, description = "Already confirmed", body = ProblemDetails),
+        (status = 400, description = "Unknown user (ProblemDetails) or validation problem", content((ProblemDetails = "application/problem+json"))),
+        (status = 401, description = "Already confirmed", content((ProblemDetails = "application/problem+json"))),
         (status = 409, description = "`[\"Invalid token.\"]`", body = Vec<String>),
-        (status = 429, description = "Too many wrong tokens", body = ProblemDetails),
+        (status = 415, description = "Not JSON", content((ProblemDetails = "application/problem+json"))),
+        (status = 429, description = "Too many wrong tokens", content((ProblemDetails = "application/problem+json"))),
     )
 )]
 #[post("/users/verify_email_confirm")]
@@ -196,10 +198,11 @@ pub async fn verify_email_confirm(
     request_body = SetPasswordRequest,
     responses(
         (status = 204, description = "Changed"),
-        (status = 400, description = "Passwords differ, unchanged, or current password wrong", body = ErrorResponse),
+        (status = 400, description = "Passwords differ, unchanged, or current password wrong; validation problem (ProblemDetails)", content((ErrorResponse = "application/json"), (ProblemDetails = "application/problem+json"))),
         (status = 401, description = "No valid token (empty body)"),
         (status = 409, description = "Password policy (text/plain)", body = String, content_type = "text/plain"),
-        (status = 429, description = "Too many wrong passwords", body = ProblemDetails),
+        (status = 415, description = "Not JSON", content((ProblemDetails = "application/problem+json"))),
+        (status = 429, description = "Too many wrong passwords", content((ProblemDetails = "application/problem+json"))),
     )
 )]
 #[post("/users/set_password")]
@@ -246,11 +249,12 @@ pub async fn set_password(
     request_body = ResetPasswordRequest,
     responses(
         (status = 204, description = "Sent"),
-        (status = 400, description = "Validation problem", body = ProblemDetails),
-        (status = 401, description = "Email not confirmed", body = ProblemDetails),
-        (status = 404, description = "No such email", body = ProblemDetails),
-        (status = 429, description = "More than 5 messages in 10 minutes, or more than 5 requests about this address or 20 from this client in an hour", body = ProblemDetails),
-        (status = 500, description = "The email could not be sent", body = ProblemDetails),
+        (status = 400, description = "Validation problem", content((ProblemDetails = "application/problem+json"))),
+        (status = 401, description = "Email not confirmed", content((ProblemDetails = "application/problem+json"))),
+        (status = 404, description = "No such email", content((ProblemDetails = "application/problem+json"))),
+        (status = 415, description = "Not JSON", content((ProblemDetails = "application/problem+json"))),
+        (status = 429, description = "More than 5 messages in 10 minutes, or more than 5 requests about this address or 20 from this client in an hour", content((ProblemDetails = "application/problem+json"))),
+        (status = 500, description = "The email could not be sent", content((ProblemDetails = "application/problem+json"))),
     )
 )]
 #[post("/users/reset_password")]
@@ -289,10 +293,11 @@ pub async fn reset_password(
     request_body = ResetPasswordConfirmRequest,
     responses(
         (status = 204, description = "Changed; every session ended"),
-        (status = 400, description = "Validation problem", body = ProblemDetails),
-        (status = 404, description = "Unknown user", body = ProblemDetails),
+        (status = 400, description = "Validation problem", content((ProblemDetails = "application/problem+json"))),
+        (status = 404, description = "Unknown user", content((ProblemDetails = "application/problem+json"))),
         (status = 409, description = "`[\"Invalid token.\"]` or password policy", body = Vec<String>),
-        (status = 429, description = "Too many wrong tokens", body = ProblemDetails),
+        (status = 415, description = "Not JSON", content((ProblemDetails = "application/problem+json"))),
+        (status = 429, description = "Too many wrong tokens", content((ProblemDetails = "application/problem+json"))),
     )
 )]
 #[post("/users/reset_password_confirm")]

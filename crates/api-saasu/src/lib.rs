@@ -196,6 +196,38 @@ impl Modify for WsAccessKey {
     }
 }
 
+/// Every answer comes in the format the request negotiated ([`extract::Format`]): each
+/// response documented as `application/json` is also `text/json`, `application/xml` and
+/// `text/xml` (the XML root is the .NET class name, as `XmlSerializer` writes it).
+struct NegotiatedAnswers;
+
+impl utoipa::Modify for NegotiatedAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for response in operation.responses.responses.values_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    let Some(json) = response.content.get("application/json").cloned() else {
+                        continue;
+                    };
+                    for mime in ["text/json", "application/xml", "text/xml"] {
+                        response.content.insert(mime.to_string(), json.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The OpenAPI document of this dialect.
 #[derive(OpenApi)]
 #[openapi(
@@ -209,7 +241,7 @@ impl Modify for WsAccessKey {
         user::verify_opt_in,
         user::opt_out,
     ),
-    modifiers(&BearerJwt, &WsAccessKey)
+    modifiers(&BearerJwt, &WsAccessKey, &NegotiatedAnswers)
 )]
 pub struct SaasuApi;
 

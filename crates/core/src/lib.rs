@@ -14,6 +14,7 @@ pub mod accounts;
 pub mod challenges;
 pub mod codes;
 pub mod factors;
+pub mod import;
 pub mod keys;
 pub mod lockout;
 pub mod login;

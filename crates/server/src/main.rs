@@ -4,7 +4,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use twofa_core::{Actor, NewUser, Origin};
+use twofa_core::{import, Actor, NewUser, Origin};
 use twofa_server::{dialects, ServerError, Settings};
 
 /// mimalloc: the request path allocates a lot across threads, where glibc malloc
@@ -43,6 +43,20 @@ enum Command {
     /// Rotate keys (see the README's "Rotating keys").
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Import users with their passwords and second factors from the original
+    /// product's own database (repeatable: existing users are left as they are).
+    Import {
+        product: ImportProduct,
+        /// The product's database: postgres://…, mysql://… or the path of a SQLite file.
+        #[arg(long = "from", env = "TWOFA_IMPORT_FROM", hide_env_values = true)]
+        from: String,
+        /// Report what would happen; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Users that exist here take the source's password and factors.
+        #[arg(long)]
+        update: bool,
+    },
     /// Print the audit log, newest first, as JSON lines.
     Audit {
         #[arg(long)]
@@ -94,6 +108,52 @@ enum UserCommand {
         #[arg(long)]
         file_id: i64,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ImportProduct {
+    Ucloud,
+    Zstack,
+    Authendpoints,
+}
+
+impl From<ImportProduct> for import::Product {
+    fn from(p: ImportProduct) -> Self {
+        match p {
+            ImportProduct::Ucloud => import::Product::Ucloud,
+            ImportProduct::Zstack => import::Product::Zstack,
+            ImportProduct::Authendpoints => import::Product::Authendpoints,
+        }
+    }
+}
+
+/// Reads the source off the async threads, applies it, prints one line per record and
+/// the counts by outcome.
+async fn import_users(
+    settings: &Settings,
+    product: import::Product,
+    from: String,
+    options: import::ImportOptions,
+) -> Result<(), ServerError> {
+    let core = twofa_server::open_core(settings)?;
+    let source = tokio::task::spawn_blocking(move || import::read(product, &from))
+        .await
+        .map_err(|e| ServerError::Core(twofa_core::CoreError::Internal(e.to_string())))??;
+    let summary = core.import(operator(), source, options).await?;
+    let mode = if summary.dry_run {
+        " (dry run: nothing was changed)"
+    } else {
+        ""
+    };
+    println!("import from {}{mode}", product.name());
+    for e in &summary.entries {
+        println!("{:<14}{}\t{}", e.outcome.name(), e.username, e.note);
+    }
+    for s in &summary.settings {
+        println!("setting {}={}: {}", s.key, s.value, s.outcome);
+    }
+    println!("summary: {}", summary.counts_line());
+    Ok(())
 }
 
 fn operator() -> Origin {
@@ -236,6 +296,15 @@ async fn run(cli: Cli, matches: clap::ArgMatches) -> Result<(), ServerError> {
                 return Err(ServerError::Rotation(r.unreadable));
             }
             Ok(())
+        }
+        Command::Import {
+            product,
+            from,
+            dry_run,
+            update,
+        } => {
+            let options = import::ImportOptions { dry_run, update };
+            import_users(&settings, product.into(), from, options).await
         }
         Command::Audit { user, limit } => {
             let core = twofa_server::open_core(&settings)?;

@@ -5,6 +5,8 @@
 
 mod legacy;
 
+pub use legacy::{identity_hash, ucloud_hash, zstack_hash};
+
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use sha2::{Digest, Sha512};
@@ -127,6 +129,8 @@ mod tests {
             "$aspnet-identity$AQAAAAIAAYagAAAAEGRlZmdoaWprbG1ub3BxcnO9Raaen+Q0R2m94mLLOkeTl7OokohV7x3k739xZfEtQA==",
             "$aspnet-identity$AQAAAAEAACcQAAAAEGRlZmdoaWprbG1ub3BxcnP/786haMqeEnWjBV36NIF/dOZjhgy26u8c7rNVesnqzg==",
             "$sha512$7d0cf9119d31d0afb1f1c78620677aa613b269784f504a6df7cf3239e1a3477466f536baf7d25596325f87d6f9435b20ae6244b943255b1260e8b0038cccf280",
+            // UCloud: hashlib.pbkdf2_hmac('sha512', pw, bytes(range(16, 32)), 10000, 32).
+            "$ucloud-pbkdf2-sha512$10000$EBESExQVFhcYGRobHB0eHw==$9fbAXT2YI0qI8lTGuUoVdbdpGBkTZD4VJ7RMAKSzd+c=",
         ] {
             assert!(verify_password(hash, &right), "{hash}");
             assert!(!verify_password(hash, &wrong), "{hash}");
@@ -139,8 +143,37 @@ mod tests {
             "$aspnet-identity$AAABAgMEBQYHCAkKCwwNDg/oaAECE1zMikaM2WIrM2CWOm93gqKUZNGxfwHJd/tpIQ==",
             &digest
         ));
+        // UCloud hashes the UTF-8 of the password (Java's PBEKeySpec, Go's []byte).
+        let umlaut = "$ucloud-pbkdf2-sha512$10000$EBESExQVFhcYGRobHB0eHw==$Tvv3UfCYUS0NMJ69D6QE5HEtm3HGGUwMKVyXW46NPms=";
+        assert!(verify_password(umlaut, &Password::Plain("Grüße-9".into())));
+        assert!(!verify_password(
+            umlaut,
+            &Password::Plain("Grusse-9".into())
+        ));
+        assert!(!verify_password(
+            umlaut,
+            &Password::Sha512Hex(hex(&Sha512::digest("Grüße-9".as_bytes())))
+        ));
+        assert_eq!(
+            ucloud_hash(
+                10000,
+                &(16u8..32).collect::<Vec<_>>(),
+                &base64::Engine::decode(
+                    &base64::engine::general_purpose::STANDARD,
+                    "Tvv3UfCYUS0NMJ69D6QE5HEtm3HGGUwMKVyXW46NPms="
+                )
+                .unwrap()
+            ),
+            umlaut
+        );
+        assert_eq!(zstack_hash("7D0CF9119D31D0AFB1F1C78620677AA613B269784F504A6DF7CF3239E1A3477466F536BAF7D25596325F87D6F9435B20AE6244B943255B1260E8B0038CCCF280").as_deref(), Some("$sha512$7d0cf9119d31d0afb1f1c78620677aa613b269784f504a6df7cf3239e1a3477466f536baf7d25596325f87d6f9435b20ae6244b943255b1260e8b0038cccf280"));
+        assert_eq!(zstack_hash("password"), None);
         // Malformed or weakened stored values never match.
         for hash in [
+            "$ucloud-pbkdf2-sha512$",
+            "$ucloud-pbkdf2-sha512$0$EBESExQVFhcYGRobHB0eHw==$9fbAXT2YI0qI8lTGuUoVdbdpGBkTZD4VJ7RMAKSzd+c=",
+            "$ucloud-pbkdf2-sha512$10000$EBESExQVFhcYGRobHB0eHw==$9fbAXT2YI0qI8lTGuUoVdQ==",
+            "$ucloud-pbkdf2-sha512$99999999$EBESExQVFhcYGRobHB0eHw==$9fbAXT2YI0qI8lTGuUoVdbdpGBkTZD4VJ7RMAKSzd+c=",
             "$aspnet-identity$",
             "$aspnet-identity$AA==",
             "$aspnet-identity$AQAAAAIAAAAAAAAAEA==",
