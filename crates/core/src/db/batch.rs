@@ -7,6 +7,7 @@
 use diesel::connection::SimpleConnection;
 use diesel::{Connection, SqliteConnection};
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -39,6 +40,15 @@ pub(crate) struct Batcher {
 /// How often the background thread copies the WAL back into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
+/// The WAL size past which the writer truncates it. Background (PASSIVE) checkpoints
+/// copy the WAL back but never restart it while writes keep coming: SQLite reuses the
+/// WAL from its start only when a write begins after *every* frame was copied, which
+/// under sustained load never happens, so the WAL, and the cost of every read that
+/// searches its index, grew without bound. Past this size the writer, between two
+/// batches, runs one TRUNCATE checkpoint itself: most frames are already copied, so it
+/// copies the rest and syncs once (tens of milliseconds every few tens of seconds).
+const WAL_LIMIT: u64 = 32 << 20;
+
 impl Batcher {
     /// `path` is the SQLite file, opened a second time for background checkpoints: the
     /// writer never stalls on copying the WAL back (PASSIVE checkpoints do not block it).
@@ -49,6 +59,9 @@ impl Batcher {
             .map_err(|e| CoreError::Storage(format!("cannot open database: {e}")))?;
         checkpointer.batch_execute("PRAGMA busy_timeout = 10000")?;
         let watch = Arc::downgrade(&alive);
+        let truncate = Arc::new(AtomicBool::new(false));
+        let wal = format!("{path}-wal");
+        let wal_too_big = truncate.clone();
         std::thread::Builder::new()
             .name("twofa-checkpoint".into())
             .spawn(move || {
@@ -56,6 +69,9 @@ impl Batcher {
                     std::thread::sleep(CHECKPOINT_EVERY);
                     if let Err(e) = checkpointer.batch_execute("PRAGMA wal_checkpoint(PASSIVE)") {
                         tracing::warn!(error = %e, "WAL checkpoint failed");
+                    }
+                    if std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_LIMIT) {
+                        wal_too_big.store(true, Ordering::Relaxed);
                     }
                 }
             })
@@ -68,6 +84,11 @@ impl Batcher {
                     let mut batch = vec![first];
                     batch.extend(queue.try_iter().take(MAX_BATCH - 1));
                     run_batch(&mut conn, batch);
+                    if truncate.swap(false, Ordering::Relaxed) {
+                        if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(TRUNCATE)") {
+                            tracing::warn!(error = %e, "WAL truncation failed");
+                        }
+                    }
                 }
             })
             .map_err(|e| CoreError::Internal(format!("cannot start the database thread: {e}")))?;
