@@ -1,9 +1,10 @@
 //! Load benchmark: seeds users with active TOTP factors and pending login challenges
 //! through the core, then answers every challenge over HTTP (UCloud's
-//! `POST /auth/2fa/challenge`) with a valid code at a fixed concurrency, and prints
+//! `POST /auth/2fa/challenge`) with a valid code at a fixed concurrency. It prints a
+//! line per second (answers/s, p50, p99, WAL size, process RSS) and a summary:
 //! throughput, latency percentiles and the share of successful answers.
 //!
-//! `cargo run --release -p twofa-bench -- --users 20000 --concurrency 64`
+//! `cargo run --release -p twofa-bench -- --users 100000 --concurrency 64`
 
 use clap::Parser;
 use futures_util::StreamExt;
@@ -22,8 +23,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 struct Args {
-    /// Users (and challenges) to seed; each is answered once.
-    #[arg(long, default_value_t = 20_000)]
+    /// Users (and challenges) to seed; each is answered once, so this is the length of
+    /// the run (100,000 is about 10 s at 10,000 answers/s).
+    #[arg(long, default_value_t = 100_000)]
     users: usize,
     /// Concurrent HTTP connections.
     #[arg(long, default_value_t = 64)]
@@ -101,6 +103,51 @@ fn cpu_seconds() -> Option<f64> {
     Some(ticks / 100.0) // USER_HZ is 100 on Linux
 }
 
+/// A memory figure of this process (server and client together) in MiB, from
+/// /proc/self/status: `VmRSS` now, `VmHWM` the peak.
+fn status_mib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with(field))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// The SQLite WAL's size in MiB (0 for PostgreSQL or no WAL yet).
+fn wal_mib(database_url: &str) -> f64 {
+    std::fs::metadata(format!("{database_url}-wal")).map_or(0.0, |m| m.len() as f64 / 1048576.0)
+}
+
+/// Answers of the second being measured: latency and success.
+type Second = std::sync::Mutex<Vec<(Duration, bool)>>;
+
+/// Prints a line per second from what the clients recorded in it.
+async fn report_every_second(second: Arc<Second>, database_url: String, done: Arc<AtomicUsize>) {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    while done.load(Ordering::Relaxed) == 0 {
+        tick.tick().await;
+        let taken = std::mem::take(&mut *second.lock().unwrap());
+        let mut latencies: Vec<Duration> = taken.iter().map(|r| r.0).collect();
+        latencies.sort();
+        if latencies.is_empty() {
+            continue;
+        }
+        println!(
+            "t={:>4.0}s  {:>6} verified/s  p50 {:>6.2} ms  p99 {:>6.2} ms  WAL {:>7.1} MiB  RSS {:>6.1} MiB",
+            started.elapsed().as_secs_f64(),
+            taken.iter().filter(|r| r.1).count(),
+            percentile(&latencies, 0.50),
+            percentile(&latencies, 0.99),
+            wal_mib(&database_url),
+            status_mib("VmRSS:")
+        );
+    }
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i].as_secs_f64() * 1000.0
@@ -165,16 +212,24 @@ fn main() {
         .pool_max_idle_per_host(args.concurrency)
         .build()
         .unwrap();
+    let second: Arc<Second> = Arc::default();
+    let finished = Arc::new(AtomicUsize::new(0));
+    runtime.spawn(report_every_second(
+        second.clone(),
+        database_url.clone(),
+        finished.clone(),
+    ));
     let cpu_before = cpu_seconds();
     let started = Instant::now();
     let results: Vec<(Duration, bool)> = runtime.block_on(async {
         let tasks: Vec<_> = (0..args.concurrency)
             .map(|_| {
-                let (challenges, next, client, url) = (
+                let (challenges, next, client, url, second) = (
                     challenges.clone(),
                     next.clone(),
                     client.clone(),
                     url.clone(),
+                    second.clone(),
                 );
                 tokio::spawn(async move {
                     let mut out = Vec::new();
@@ -197,7 +252,9 @@ fn main() {
                             Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
                             Err(_) => false,
                         };
-                        out.push((t.elapsed(), ok));
+                        let answer = (t.elapsed(), ok);
+                        second.lock().unwrap().push(answer);
+                        out.push(answer);
                     }
                     out
                 })
@@ -210,6 +267,7 @@ fn main() {
         all
     });
     let elapsed = started.elapsed().as_secs_f64();
+    finished.store(1, Ordering::Relaxed);
     let cpu = cpu_before.zip(cpu_seconds()).map(|(a, b)| b - a);
     runtime.block_on(handle.stop(true));
 
@@ -226,6 +284,11 @@ fn main() {
         percentile(&latencies, 0.50),
         percentile(&latencies, 0.99),
         100.0 * ok as f64 / results.len().max(1) as f64
+    );
+    println!(
+        "peak RSS {:.1} MiB (server and client in one process); WAL at the end {:.1} MiB",
+        status_mib("VmHWM:"),
+        wal_mib(&database_url)
     );
     if let Some(cpu) = cpu {
         println!(

@@ -77,6 +77,8 @@ pub struct CoreConfig {
     /// How messages with codes are delivered.
     pub mail: delivery::MailConfig,
     pub sms: delivery::SmsConfig,
+    /// SQLite: the WAL size in bytes past which the writer truncates it (see `db::batch`).
+    pub wal_limit: u64,
 }
 
 impl CoreConfig {
@@ -96,6 +98,7 @@ impl CoreConfig {
             challenge_ttl: 600,
             mail: delivery::MailConfig::default(),
             sms: delivery::SmsConfig::default(),
+            wal_limit: 32 << 20,
         }
     }
 }
@@ -171,6 +174,7 @@ impl Core {
             Backend::Sqlite => Some(db::batch::Batcher::start(
                 pool.get()?,
                 db::sqlite_path(&cfg.database_url),
+                cfg.wal_limit,
             )?),
             Backend::Postgres => None,
         };
