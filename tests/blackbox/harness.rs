@@ -28,6 +28,8 @@ pub struct Server {
     env: Vec<(String, String)>,
     /// The umask `twofa serve` starts under (`start_with_umask`); else the test's.
     umask: Option<&'static str>,
+    /// Where `twofa serve` writes its log (standard error) (`start_logging`); else the test's.
+    log_file: Option<PathBuf>,
 }
 
 fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -36,7 +38,7 @@ fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -83,9 +85,45 @@ impl Server {
                 .unwrap(),
             env: owned(env),
             umask,
+            log_file: None,
         };
         server.serve();
         Some(server)
+    }
+
+    /// Like `start_with`, the server's log (its standard error) kept in a file of the
+    /// data dir, whose path is returned.
+    pub fn start_logging(
+        backend: Backend,
+        test: &str,
+        env: &[(&str, &str)],
+    ) -> Option<(Server, PathBuf)> {
+        let data_dir = tempfile::tempdir().unwrap();
+        let log = data_dir.path().join("twofa.log");
+        let database_url = match backend {
+            Backend::Sqlite => data_dir
+                .path()
+                .join("twofa.sqlite3")
+                .to_string_lossy()
+                .into_owned(),
+            Backend::Postgres => postgres::fresh_database(test)?,
+        };
+        let mut server = Server {
+            child: None,
+            base: String::new(),
+            data_dir,
+            database_url,
+            backend,
+            http: Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            env: owned(env),
+            umask: None,
+            log_file: Some(log.clone()),
+        };
+        server.serve();
+        Some((server, log))
     }
 
     /// Starts `twofa serve` on a free port.
@@ -104,6 +142,14 @@ impl Server {
                 }
                 None => self.command(),
             };
+            if let Some(path) = &self.log_file {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap();
+                cmd.stderr(file);
+            }
             let child = cmd
                 .arg("serve")
                 .env("TWOFA_BIND", format!("127.0.0.1:{port}"))
@@ -140,6 +186,7 @@ impl Server {
             http: self.http.clone(),
             env,
             umask: self.umask,
+            log_file: None,
         };
         other.serve();
         other

@@ -9,6 +9,7 @@ mod hardening;
 mod harness;
 mod lockout;
 mod mail;
+mod operations;
 mod saasu;
 mod sms;
 mod ucloud;
@@ -47,6 +48,8 @@ on_both_backends!(
     ucloud::docs_and_cli,
     ucloud::graceful_shutdown,
     lockout::burst_of_wrong_codes,
+    operations::metrics_count_a_flow,
+    operations::metrics_count_lockouts,
     zstack::zstack_binding_flow,
     zstack::zstack_code_lockout,
     zstack::zstack_cross_dialect,
@@ -161,4 +164,19 @@ fn postgres_lockout_on_two_instances() {
     if let Some(s) = Server::start(Backend::Postgres, "lockout_on_two_instances") {
         lockout::burst_on_two_instances(s)
     }
+}
+
+#[test]
+fn sqlite_metrics_on_their_own_address() {
+    operations::metrics_on_their_own_address(Backend::Sqlite)
+}
+
+#[test]
+fn sqlite_logs_keep_secrets() {
+    operations::logs_keep_secrets(Backend::Sqlite)
+}
+
+#[test]
+fn postgres_logs_keep_secrets() {
+    operations::logs_keep_secrets(Backend::Postgres)
 }
