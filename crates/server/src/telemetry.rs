@@ -275,7 +275,11 @@ pub async fn observe_requests(
             return Err(e);
         }
     };
-    let route = route.unwrap_or_else(|| UNMATCHED.to_string());
+    // A pattern that takes any path (`{tail:.*}`, Saasu's one resource, whose guard
+    // picks its paths) names nothing unless the dialect named the route.
+    let route = route
+        .filter(|r| named.is_some() || !r.contains(":.*}"))
+        .unwrap_or_else(|| UNMATCHED.to_string());
     let status = res.status().as_u16();
     let dialect = observe(&owners, (&route, named), status, took);
     tracing::info!(
