@@ -155,7 +155,15 @@ pub fn metrics_count_a_flow(s: Server) {
     );
     let (secret, _) = enroll(&s, "mia", "Mia-pw-1");
     s.cli(
-        &["user", "add", "--username", "max", "--email", "max@example.com", "--password-stdin"],
+        &[
+            "user",
+            "add",
+            "--username",
+            "max",
+            "--email",
+            "max@example.com",
+            "--password-stdin",
+        ],
         Some("Max-pw-1\n"),
     );
     let before = scrape(&s);
