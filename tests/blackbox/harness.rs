@@ -28,6 +28,8 @@ pub struct Server {
     env: Vec<(String, String)>,
     /// The umask `twofa serve` starts under (`start_with_umask`); else the test's.
     umask: Option<&'static str>,
+    /// Where `twofa serve` writes its log (standard error) (`start_logging`); else the test's.
+    log_file: Option<PathBuf>,
 }
 
 fn owned(env: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -63,14 +65,66 @@ impl Server {
         umask: Option<&'static str>,
     ) -> Option<Server> {
         let data_dir = tempfile::tempdir().unwrap();
-        let database_url = match backend {
-            Backend::Sqlite => data_dir
-                .path()
-                .join("twofa.sqlite3")
-                .to_string_lossy()
-                .into_owned(),
-            Backend::Postgres => postgres::fresh_database(test)?,
-        };
+        let database_url = Server::database_for(backend, test, &data_dir)?;
+        Some(Server::launch(
+            data_dir,
+            database_url,
+            backend,
+            env,
+            umask,
+            None,
+        ))
+    }
+
+    /// A server on the PostgreSQL database at `database_url` (one the test made).
+    pub fn start_on(database_url: String, env: &[(&str, &str)]) -> Server {
+        let data_dir = tempfile::tempdir().unwrap();
+        Server::launch(data_dir, database_url, Backend::Postgres, env, None, None)
+    }
+
+    /// Like `start_with`, the server's log (its standard error) kept in a file of the
+    /// data dir, whose path is returned.
+    pub fn start_logging(
+        backend: Backend,
+        test: &str,
+        env: &[(&str, &str)],
+    ) -> Option<(Server, PathBuf)> {
+        let data_dir = tempfile::tempdir().unwrap();
+        let log = data_dir.path().join("twofa.log");
+        let database_url = Server::database_for(backend, test, &data_dir)?;
+        let s = Server::launch(
+            data_dir,
+            database_url,
+            backend,
+            env,
+            None,
+            Some(log.clone()),
+        );
+        Some((s, log))
+    }
+
+    /// A SQLite file in `data_dir`, or a fresh PostgreSQL database (`None`: skipped).
+    fn database_for(backend: Backend, test: &str, data_dir: &tempfile::TempDir) -> Option<String> {
+        match backend {
+            Backend::Sqlite => Some(
+                data_dir
+                    .path()
+                    .join("twofa.sqlite3")
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            Backend::Postgres => postgres::fresh_database(test),
+        }
+    }
+
+    fn launch(
+        data_dir: tempfile::TempDir,
+        database_url: String,
+        backend: Backend,
+        env: &[(&str, &str)],
+        umask: Option<&'static str>,
+        log_file: Option<PathBuf>,
+    ) -> Server {
         let mut server = Server {
             child: None,
             base: String::new(),
@@ -83,25 +137,7 @@ impl Server {
                 .unwrap(),
             env: owned(env),
             umask,
-        };
-        server.serve();
-        Some(server)
-    }
-
-    /// A server on the PostgreSQL database at `database_url` (one the test made).
-    pub fn start_on(database_url: String, env: &[(&str, &str)]) -> Server {
-        let mut server = Server {
-            child: None,
-            base: String::new(),
-            data_dir: tempfile::tempdir().unwrap(),
-            database_url,
-            backend: Backend::Postgres,
-            http: Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
-            env: owned(env),
-            umask: None,
+            log_file,
         };
         server.serve();
         server
@@ -123,6 +159,14 @@ impl Server {
                 }
                 None => self.command(),
             };
+            if let Some(path) = &self.log_file {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap();
+                cmd.stderr(file);
+            }
             let child = cmd
                 .arg("serve")
                 .env("TWOFA_BIND", format!("127.0.0.1:{port}"))
@@ -159,6 +203,7 @@ impl Server {
             http: self.http.clone(),
             env,
             umask: self.umask,
+            log_file: None,
         };
         other.serve();
         other

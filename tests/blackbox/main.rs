@@ -13,6 +13,7 @@ mod keys;
 mod lockout;
 mod mail;
 mod openapi;
+mod operations;
 mod postgres_tls;
 mod saasu;
 mod sms;
@@ -55,6 +56,8 @@ on_both_backends!(
     ucloud::graceful_shutdown,
     keys::keys_rotation,
     lockout::burst_of_wrong_codes,
+    operations::metrics_count_a_flow,
+    operations::metrics_count_lockouts,
     zstack::zstack_binding_flow,
     zstack::zstack_code_lockout,
     zstack::zstack_cross_dialect,
@@ -208,4 +211,19 @@ fn sqlite_swagger_ui_try_it_out() {
 #[test]
 fn sqlite_docker_image_and_compose() {
     docker::docker_image_and_compose(Server::start(Backend::Sqlite, "docker").unwrap())
+}
+
+#[test]
+fn sqlite_metrics_on_their_own_address() {
+    operations::metrics_on_their_own_address(Backend::Sqlite)
+}
+
+#[test]
+fn sqlite_logs_keep_secrets() {
+    operations::logs_keep_secrets(Backend::Sqlite)
+}
+
+#[test]
+fn postgres_logs_keep_secrets() {
+    operations::logs_keep_secrets(Backend::Postgres)
 }

@@ -94,16 +94,30 @@ impl Endpoint {
         let path = path.to_ascii_lowercase();
         let rest = path.strip_prefix(prefix)?;
         let rest = rest.strip_suffix('/').unwrap_or(rest);
-        Some(match rest {
-            "/authorisation/token" => Endpoint::Token,
-            "/authorisation/token-2fa" => Endpoint::Token2fa,
-            "/authorisation/refresh" => Endpoint::Refresh,
-            "/authorisation/ping" => Endpoint::Ping,
-            "/user/opt-in-to-2fa" => Endpoint::OptIn,
-            "/user/verify-2fa-opt-in" => Endpoint::VerifyOptIn,
-            "/user/opt-out-from-2fa" => Endpoint::OptOut,
-            _ => return None,
-        })
+        Endpoint::ALL.into_iter().find(|e| e.route() == rest)
+    }
+
+    const ALL: [Endpoint; 7] = [
+        Endpoint::Token,
+        Endpoint::Token2fa,
+        Endpoint::Refresh,
+        Endpoint::Ping,
+        Endpoint::OptIn,
+        Endpoint::VerifyOptIn,
+        Endpoint::OptOut,
+    ];
+
+    /// The endpoint's path below the prefix, as metrics and logs name its route.
+    fn route(self) -> &'static str {
+        match self {
+            Endpoint::Token => "/authorisation/token",
+            Endpoint::Token2fa => "/authorisation/token-2fa",
+            Endpoint::Refresh => "/authorisation/refresh",
+            Endpoint::Ping => "/authorisation/ping",
+            Endpoint::OptIn => "/user/opt-in-to-2fa",
+            Endpoint::VerifyOptIn => "/user/verify-2fa-opt-in",
+            Endpoint::OptOut => "/user/opt-out-from-2fa",
+        }
     }
 
     fn method(self) -> Method {
@@ -129,6 +143,7 @@ async fn dispatch(req: HttpRequest, payload: web::Payload) -> HttpResponse {
         )
         .render(format);
     };
+    twofa_web::name_route(&req, DIALECT, endpoint.route());
     if req.method() != endpoint.method() {
         return ApiError::Message(
             StatusCode::METHOD_NOT_ALLOWED,

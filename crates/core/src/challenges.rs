@@ -12,6 +12,7 @@ use crate::db::schema::{challenges, totp_factors, users};
 use crate::db::{write_tx, DbConnection};
 use crate::factors::totp::{self, PendingFactor, Sealed};
 use crate::factors::FactorState;
+use crate::metrics::{self, Factor, Outcome};
 use crate::otp;
 use crate::random::random_uuid;
 use crate::tokens::sessions::{self, Session};
@@ -116,6 +117,14 @@ fn live(
                 && c.dialect == origin.dialect =>
         {
             Ok((c, u))
+        }
+        Some((c, u)) if !u.disabled && c.dialect == origin.dialect => {
+            let outcome = match c.used {
+                true => Outcome::Replayed,
+                false => Outcome::Expired,
+            };
+            metrics::verification(origin, Factor::Totp, outcome);
+            Err(CoreError::InvalidChallenge)
         }
         _ => Err(CoreError::InvalidChallenge),
     }

@@ -19,6 +19,7 @@ use crate::db::schema::one_time_codes;
 use crate::db::{write_tx, DbConnection};
 use crate::delivery::{Channel, Template};
 use crate::lockout::{self, Attempt};
+use crate::metrics::{self, Factor, Outcome};
 use crate::random::{hex, random_bytes, random_hex};
 use crate::users::{find_by_id, lock_user, UserRow};
 use crate::{Core, CoreError, CoreResult, Inner, Origin};
@@ -65,6 +66,20 @@ impl CodePurpose {
             CodePurpose::EnableSms => "enable-sms",
             CodePurpose::SmsLogin => "sms-login",
             CodePurpose::DisableTwoFactor => "disable-2fa",
+        }
+    }
+
+    /// The factor a code of this purpose proves, as `/metrics` counts its checks.
+    pub fn factor(self) -> Factor {
+        match self {
+            CodePurpose::EnableSms | CodePurpose::SmsLogin | CodePurpose::DisableTwoFactor => {
+                Factor::Sms
+            }
+            CodePurpose::AuthenticatorLogin => Factor::Totp,
+            CodePurpose::EnableTwoFactor
+            | CodePurpose::Login
+            | CodePurpose::ConfirmEmail
+            | CodePurpose::ResetPassword => Factor::Email,
         }
     }
 
@@ -167,6 +182,25 @@ fn live_code(
         .optional()?)
 }
 
+/// Whether the user's newest delivered code of `purpose` expired unused (so a rejected
+/// answer is counted as expired rather than wrong; the failure path only).
+fn expired_code(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    user_id: &str,
+    purpose: CodePurpose,
+) -> CoreResult<bool> {
+    let newest: Option<(bool, i64)> = one_time_codes::table
+        .filter(one_time_codes::user_id.eq(user_id))
+        .filter(one_time_codes::purpose.eq(purpose.as_str()))
+        .filter(one_time_codes::delivered.eq(true))
+        .order(one_time_codes::created_at.desc())
+        .select((one_time_codes::used, one_time_codes::expires_at))
+        .first(conn)
+        .optional()?;
+    Ok(newest.is_some_and(|(used, expires_at)| !used && expires_at <= inner.now()))
+}
+
 /// Uses up every outstanding code of `purpose` of the user; whether there was one.
 pub(crate) fn claim_all(
     inner: &Inner,
@@ -212,21 +246,34 @@ pub(crate) fn redeem<T>(
     code: &str,
     then: impl FnOnce(&mut DbConnection) -> CoreResult<T>,
 ) -> CoreResult<T> {
-    lockout::code_attempt(inner, conn, origin, user.subject(), |conn| {
+    let factor = purpose.factor();
+    let count = |outcome| metrics::verification(origin, factor, outcome);
+    lockout::code_attempt(inner, conn, origin, (user.subject(), factor), |conn| {
         let Some(live) = live_code(inner, conn, &user.id, purpose)? else {
+            count(match expired_code(inner, conn, &user.id, purpose)? {
+                true => Outcome::Expired,
+                false => Outcome::Wrong,
+            });
             return Ok(Attempt::Rejected(purpose.as_str()));
         };
         if !code_matches(inner, &live.id, code.trim(), &live.code_hash) {
             diesel::update(one_time_codes::table.find(&live.id))
                 .set(one_time_codes::attempts.eq(one_time_codes::attempts + 1))
                 .execute(conn)?;
+            count(Outcome::Wrong);
             return Ok(Attempt::Rejected(purpose.as_str()));
         }
         match write_tx(conn, |conn| {
             claim(inner, conn, origin, user, (&live, purpose), then)
         }) {
-            Ok(value) => Ok(Attempt::Accepted(value)),
-            Err(CoreError::IncorrectCode) => Ok(Attempt::Rejected("code already used")),
+            Ok(value) => {
+                count(Outcome::Accepted);
+                Ok(Attempt::Accepted(value))
+            }
+            Err(CoreError::IncorrectCode) => {
+                count(Outcome::Replayed);
+                Ok(Attempt::Rejected("code already used"))
+            }
             Err(e) => Err(e),
         }
     })
@@ -391,6 +438,7 @@ pub(crate) async fn send(
         .send(channel, &destination, &subject, &body)
         .await;
     let delivered = sent.is_ok();
+    metrics::delivery(channel, delivered);
     core.run(move |inner, conn| {
         write_tx(conn, |conn| {
             settle(

@@ -30,6 +30,7 @@ pub mod db;
 pub mod delivery;
 pub mod error;
 pub mod files;
+pub mod metrics;
 pub mod otp;
 pub mod passwords;
 pub mod random;
@@ -231,6 +232,7 @@ impl Core {
                 .await
                 .map_err(|_| CoreError::Internal("the database thread dropped a task".into()))?;
         }
+        let waiting = std::time::Instant::now();
         let _permit = self
             .inner
             .db_permits
@@ -239,8 +241,9 @@ impl Core {
             .map_err(|e| CoreError::Internal(format!("database gate closed: {e}")))?;
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = inner.pool.get()?;
-            f(&inner, &mut conn)
+            let conn = inner.pool.get();
+            crate::metrics::pool_wait(waiting.elapsed(), conn.is_ok());
+            f(&inner, &mut *conn?)
         })
         .await
         .map_err(|e| CoreError::Internal(format!("blocking task failed: {e}")))?

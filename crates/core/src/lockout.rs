@@ -18,11 +18,14 @@ use diesel::sql_types::{BigInt, Integer, Text};
 use crate::audit::{self, Subject};
 use crate::db::schema::throttles;
 use crate::db::{write_tx, DbConnection};
+use crate::metrics::{self, Factor, Outcome};
 use crate::{CoreError, CoreResult, Inner, Origin};
 
 /// How failures turn into lockouts.
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
+    /// What it limits, as `/metrics` names it (`twofa_lockouts_started_total{policy}`).
+    pub name: &'static str,
     /// Failures that trigger a lockout.
     pub max_failures: i32,
     /// Failures older than this no longer count; `None` counts consecutive failures
@@ -37,6 +40,7 @@ pub struct Policy {
 /// Password logins, as UCloud does it: 5 failures within 5 minutes lock the username
 /// for 5^n seconds (n = 1..5, so at most about 52 minutes).
 pub const PASSWORD: Policy = Policy {
+    name: "password",
     max_failures: 5,
     window: Some(300),
     lockout_secs: |n| 5i64.pow(n.clamp(1, 5) as u32),
@@ -46,6 +50,7 @@ pub const PASSWORD: Policy = Policy {
 /// Second-factor codes: after 5 consecutive wrong codes every further code of that user
 /// is refused for 30 s, doubling with each further failure up to an hour.
 pub const CODES: Policy = Policy {
+    name: "codes",
     max_failures: 5,
     window: None,
     lockout_secs: |n| (30i64 << (n.clamp(1, 8) - 1)).min(3600),
@@ -55,6 +60,7 @@ pub const CODES: Policy = Policy {
 /// Self-service registrations (AuthEndpoints' `POST /users`): 10 attempts per client
 /// address per hour; the 11th within the hour is refused for an hour.
 pub const REGISTRATION: Policy = Policy {
+    name: "registration",
     max_failures: 10,
     window: Some(3600),
     lockout_secs: |_| 3600,
@@ -65,12 +71,14 @@ pub const REGISTRATION: Policy = Policy {
 /// tell unknown, unconfirmed and confirmed addresses apart): 20 per client address an
 /// hour, refused for an hour after that.
 pub const RESET_BY_CLIENT: Policy = Policy {
+    name: "reset_by_client",
     max_failures: 20,
     ..REGISTRATION
 };
 
 /// The same requests per address asked about: 5 an hour.
 pub const RESET_BY_EMAIL: Policy = Policy {
+    name: "reset_by_email",
     max_failures: 5,
     ..REGISTRATION
 };
@@ -78,6 +86,7 @@ pub const RESET_BY_EMAIL: Policy = Policy {
 /// Password failures per client address, whichever users it tries: 100 in 10 minutes
 /// lock the address out of password checks for 10 minutes.
 pub const PASSWORD_BY_CLIENT: Policy = Policy {
+    name: "password_by_client",
     max_failures: 100,
     window: Some(600),
     lockout_secs: |_| 600,
@@ -167,6 +176,7 @@ fn record_failure(
         lockouts += 1;
         locked_until = now + (policy.lockout_secs)(lockouts);
         new_lockout = Some(locked_until);
+        crate::metrics::lockout_started(policy.name);
         if policy.window.is_some() {
             // A new round of attempts starts after the lockout.
             failures = 0;
@@ -262,7 +272,8 @@ pub(crate) fn clear(conn: &mut DbConnection, key: &str) -> CoreResult<()> {
     Ok(())
 }
 
-/// What a code check found.
+/// What a code check found (each check counts its outcome in `metrics` itself, being
+/// the one that knows whether a rejected code was wrong, replayed or expired).
 pub(crate) enum Attempt<T> {
     /// The code matched and its effects are done.
     Accepted(T),
@@ -278,13 +289,18 @@ pub(crate) fn code_attempt<T>(
     inner: &Inner,
     conn: &mut DbConnection,
     origin: &Origin,
-    user: Subject<'_>,
+    (user, factor): (Subject<'_>, Factor),
     check: impl FnOnce(&mut DbConnection) -> CoreResult<Attempt<T>>,
 ) -> CoreResult<T> {
     let key = codes_key(user.id);
     let now = inner.now();
     write_tx(conn, |conn| {
-        hold(conn, &key, now)?;
+        if let Err(e) = hold(conn, &key, now) {
+            if matches!(e, CoreError::Locked { .. }) {
+                metrics::verification(origin, factor, Outcome::LockedOut);
+            }
+            return Err(e);
+        }
         match check(conn)? {
             Attempt::Accepted(value) => {
                 clear(conn, &key)?;

@@ -17,6 +17,7 @@ use crate::delivery::Template;
 use crate::factors::totp::{self, FactorRow};
 use crate::factors::{self, sms, Carries, Factors, Needs};
 use crate::lockout::Attempt;
+use crate::metrics::{Factor, Outcome};
 use crate::passwords::Password;
 use crate::tokens::sessions::{self, Session};
 use crate::users::{find_by_id, live_user, LoginName};
@@ -288,6 +289,7 @@ impl Core {
             // The try is taken, and committed, before the code is looked at.
             if !take_try(inner, conn, &user.id, purpose, PENDING_LOGIN_TRIES)? {
                 let why = Some("no pending login");
+                crate::metrics::verification(&origin, Factor::Totp, Outcome::Wrong);
                 audit::record(inner, conn, &origin, "code.rejected", &user, why)?;
                 return Err(CoreError::IncorrectCode);
             }

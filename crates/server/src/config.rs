@@ -51,7 +51,7 @@ pub struct Settings {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dialects: Option<String>,
-    /// Password of the `admin` user created on an empty database [default: random, logged once]
+    /// Password of the `admin` user created on an empty database [default: random, written to <data dir>/admin-password]
     #[arg(
         id = "admin_password",
         long = "admin-password",
@@ -152,9 +152,10 @@ pub struct Settings {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool_size: Option<u32>,
-    /// Log filter, e.g. `info` or `twofa_core=debug` (`debug` shows audit events in the log too)
-    #[arg(id = "log", long = "log", value_name = "LOG", env = "TWOFA_LOG", default_value_t = Settings::default().log, global = true)]
-    pub log: String,
+    #[command(flatten)]
+    pub log: LogSettings,
+    #[command(flatten)]
+    pub metrics: MetricsSettings,
     #[command(flatten)]
     pub ucloud: UcloudSettings,
     #[command(flatten)]
@@ -189,7 +190,8 @@ impl Default for Settings {
             body_timeout: 10,
             workers: None,
             pool_size: None,
-            log: "info".into(),
+            log: LogSettings::default(),
+            metrics: MetricsSettings::default(),
             ucloud: UcloudSettings::default(),
             zstack: ZstackSettings::default(),
             authendpoints: AuthEndpointsSettings::default(),
@@ -197,6 +199,81 @@ impl Default for Settings {
             enabled: Vec::new(),
         }
     }
+}
+
+/// The log: what is written (`filter`) and how (`format`), on standard error.
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
+#[serde(from = "LogTable")]
+pub struct LogSettings {
+    /// Log filter, e.g. `info` or `twofa_core=debug` (`debug` shows audit events in the log too); each request is logged at `info` by the target `twofa::request`
+    #[arg(id = "log.filter", long = "log", value_name = "LOG", env = "TWOFA_LOG", default_value_t = LogSettings::default().filter, global = true)]
+    pub filter: String,
+    /// `text` for people, or `json`: one JSON object per line, each request's with its request id, dialect, route, status and latency
+    #[arg(id = "log.format", long = "log-format", value_name = "LOG_FORMAT", env = "TWOFA_LOG_FORMAT", value_enum,
+        default_value_t = LogSettings::default().format, global = true)]
+    pub format: LogFormat,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            filter: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// `log = "debug"` (the key before `[log]` was a table) still reads as the filter.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum LogTable {
+    Filter(String),
+    Table(LogFields),
+}
+
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct LogFields {
+    filter: String,
+    format: LogFormat,
+}
+
+impl Default for LogFields {
+    fn default() -> Self {
+        let LogSettings { filter, format } = LogSettings::default();
+        LogFields { filter, format }
+    }
+}
+
+impl From<LogTable> for LogSettings {
+    fn from(table: LogTable) -> Self {
+        match table {
+            LogTable::Filter(filter) => LogSettings {
+                filter,
+                ..Default::default()
+            },
+            LogTable::Table(LogFields { filter, format }) => LogSettings { filter, format },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Prometheus `/metrics`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, clap::Args)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Address of a listener that serves only `/metrics`, which the main address then does not serve [default: none, `/metrics` is served on the main address]
+    #[arg(id = "metrics.bind", long = "metrics-bind", value_name = "METRICS_BIND", env = "TWOFA_METRICS_BIND", global = true,
+        value_parser = non_blank)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<String>,
 }
 
 /// One mail template from the templates file.
@@ -490,6 +567,9 @@ mod tests {
             sms_webhook_token: Some("x".into()),
             workers: Some(1),
             pool_size: Some(1),
+            metrics: MetricsSettings {
+                bind: Some("x".into()),
+            },
             authendpoints: AuthEndpointsSettings {
                 templates: Some("x".into()),
                 registration: Some(twofa_api_authendpoints::Registration::Open),
@@ -521,6 +601,48 @@ mod tests {
             readme.contains(&table),
             "README's settings table is out of date; it must read:\n{table}"
         );
+    }
+
+    #[test]
+    fn log_and_metrics_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("twofa.toml");
+        let d = load(&[], None).unwrap();
+        assert_eq!(
+            (d.log.filter.as_str(), d.log.format),
+            ("info", LogFormat::Text)
+        );
+        assert_eq!(d.metrics.bind, None);
+        std::fs::write(
+            &path,
+            "[log]\nformat = \"json\"\n[metrics]\nbind = \"127.0.0.1:9100\"\n",
+        )
+        .unwrap();
+        let s = load(&["--log", "debug"], Some(&path)).unwrap();
+        assert_eq!(
+            (s.log.filter.as_str(), s.log.format),
+            ("debug", LogFormat::Json)
+        );
+        assert_eq!(s.metrics.bind.as_deref(), Some("127.0.0.1:9100"));
+        // The key before `[log]` was a table.
+        std::fs::write(&path, "log = \"warn\"\n").unwrap();
+        let s = load(&[], Some(&path)).unwrap();
+        assert_eq!(
+            (s.log.filter.as_str(), s.log.format),
+            ("warn", LogFormat::Text)
+        );
+        std::fs::write(&path, "[log]\nformt = \"json\"\n").unwrap();
+        assert!(matches!(
+            load(&[], Some(&path)),
+            Err(ConfigError::Invalid(..))
+        ));
+        let flags = load(
+            &["--log-format", "json", "--metrics-bind", "127.0.0.1:1"],
+            None,
+        )
+        .unwrap();
+        assert_eq!(flags.log.format, LogFormat::Json);
+        assert_eq!(flags.metrics.bind.as_deref(), Some("127.0.0.1:1"));
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub struct Dialect {
     pub doc_path: &'static str,
     pub openapi: fn() -> utoipa::openapi::OpenApi,
     pub mount: fn(&mut ServiceConfig, Core, &Settings),
+    /// Prefixes of the route patterns it mounts, which tell `/metrics` and the request
+    /// log whose a matched route is (Saasu names its routes itself: one resource).
+    pub route_prefixes: fn(&Settings) -> Vec<String>,
 }
 
 pub const ALL: &[Dialect] = &[
@@ -22,6 +25,7 @@ pub const ALL: &[Dialect] = &[
         mount: |cfg, core, settings| {
             twofa_api_ucloud::configure(core, settings.ucloud.clone())(cfg)
         },
+        route_prefixes: |_| vec!["/auth/".into(), "/api/supportAssistFnd/".into()],
     },
     Dialect {
         name: twofa_api_zstack::DIALECT,
@@ -30,6 +34,7 @@ pub const ALL: &[Dialect] = &[
         mount: |cfg, core, settings| {
             twofa_api_zstack::configure(core, settings.zstack.clone())(cfg)
         },
+        route_prefixes: |_| vec!["/zstack/".into()],
     },
     Dialect {
         name: twofa_api_authendpoints::DIALECT,
@@ -38,12 +43,17 @@ pub const ALL: &[Dialect] = &[
         mount: |cfg, core, settings| {
             twofa_api_authendpoints::configure(core, settings.authendpoints.clone())(cfg)
         },
+        route_prefixes: |settings| {
+            let prefix = settings.authendpoints.prefix.trim_end_matches('/');
+            vec![format!("{prefix}/users"), format!("{prefix}/jwt/")]
+        },
     },
     Dialect {
         name: twofa_api_saasu::DIALECT,
         doc_path: "/openapi/saasu.json",
         openapi: twofa_api_saasu::SaasuApi::openapi,
         mount: |cfg, core, settings| twofa_api_saasu::configure(core, settings.saasu.clone())(cfg),
+        route_prefixes: |_| Vec::new(),
     },
 ];
 

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod dialects;
 pub mod middleware;
+pub mod telemetry;
 
 use actix_web::middleware::from_fn;
 use actix_web::{get, web, App, HttpResponse, HttpServer};
@@ -62,7 +63,12 @@ pub fn prepare_files(settings: &Settings) -> Result<(), ServerError> {
             files::restrict_if_present(Path::new(&name))?;
         }
     }
-    for name in ["master.key", "jwt.key", "outbox/sms.jsonl"] {
+    for name in [
+        "master.key",
+        "jwt.key",
+        "admin-password",
+        "outbox/sms.jsonl",
+    ] {
         files::restrict_if_present(&settings.data_dir.join(name))?;
     }
     Ok(())
@@ -132,13 +138,17 @@ async fn healthz(core: web::Data<Core>) -> HttpResponse {
 }
 
 /// Mounts the enabled dialects, `/healthz`, the OpenAPI documents at
-/// `/openapi/<dialect>.json` and Swagger UI at `/swagger-ui/`.
+/// `/openapi/<dialect>.json`, Swagger UI at `/swagger-ui/` and, unless `metrics.bind`
+/// gives it a listener of its own, `/metrics`.
 pub fn configure(
     core: Core,
     settings: Settings,
 ) -> impl Fn(&mut web::ServiceConfig) + Clone + Send + 'static {
     move |cfg| {
         cfg.app_data(web::Data::new(core.clone())).service(healthz);
+        if settings.metrics.bind.is_none() {
+            telemetry::mount_metrics(cfg);
+        }
         let docs: Vec<(Url<'static>, utoipa::openapi::OpenApi)> = enabled(&settings)
             .map(|d| (Url::new(d.name, d.doc_path), (d.openapi)()))
             .collect();
@@ -151,20 +161,70 @@ pub fn configure(
     }
 }
 
+/// Which dialect owns each route prefix, for the request metrics and log.
+fn route_owners(settings: &Settings) -> telemetry::RouteOwners {
+    let prefixes = enabled(settings)
+        .flat_map(|d| {
+            (d.route_prefixes)(settings)
+                .into_iter()
+                .map(move |p| (p, d.name))
+        })
+        .collect();
+    telemetry::RouteOwners::new(prefixes)
+}
+
+/// Serves only `/metrics` on `addr`, on a thread of its own with one worker, for the
+/// life of the process (it does not hold up the main server's graceful stop).
+fn bind_metrics(addr: &str) -> Result<SocketAddr, ServerError> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    let local = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("twofa-metrics-http".into())
+        .spawn(move || {
+            let served = actix_web::rt::System::new().block_on(async move {
+                HttpServer::new(|| {
+                    App::new()
+                        .wrap(from_fn(middleware::security_headers))
+                        .configure(telemetry::mount_metrics)
+                })
+                .workers(1)
+                .disable_signals()
+                .listen(listener)?
+                .run()
+                .await
+            });
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        })?;
+    Ok(local)
+}
+
 /// Binds the HTTP server; returns it (not yet awaited) and the bound addresses.
-/// SIGTERM stops it gracefully: in-flight requests finish first.
+/// SIGTERM stops it gracefully: in-flight requests finish first. Installs the metrics
+/// recorder, and starts the `metrics.bind` listener when that is set.
 pub fn bind(
     core: Core,
     settings: &Settings,
 ) -> Result<(actix_web::dev::Server, Vec<SocketAddr>), ServerError> {
+    telemetry::exporter();
+    if let Some(addr) = &settings.metrics.bind {
+        let local = bind_metrics(addr)?;
+        tracing::info!(addr = %local, "metrics listening");
+    }
     let app = configure(core, settings.clone());
+    let owners = Arc::new(route_owners(settings));
     let body_timeout = Duration::from_secs(settings.body_timeout);
     let mut server = HttpServer::new(move || {
+        let owners = owners.clone();
         App::new()
             .wrap(from_fn(move |req, next| {
                 middleware::body_deadline(body_timeout, req, next)
             }))
             .wrap(from_fn(middleware::security_headers))
+            .wrap(from_fn(move |req, next| {
+                telemetry::observe_requests(owners.clone(), req, next)
+            }))
             .configure(app.clone())
     })
     // Headers must arrive within the body's deadline too; a connection is closed

@@ -5,6 +5,7 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use twofa_core::{import, Actor, NewUser, Origin};
+use twofa_server::config::{LogFormat, LogSettings};
 use twofa_server::{dialects, ServerError, Settings};
 
 /// mimalloc: the request path allocates a lot across threads, where glibc malloc
@@ -160,13 +161,18 @@ fn operator() -> Origin {
     Origin::new("cli", None)
 }
 
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+/// The log on standard error: text, or one JSON object per line (the event's fields at
+/// the top level beside `timestamp`, `level`, `target` and `message`).
+fn init_logging(log: &LogSettings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }
 
 async fn serve(settings: Settings) -> Result<(), ServerError> {
@@ -175,8 +181,17 @@ async fn serve(settings: Settings) -> Result<(), ServerError> {
         .ensure_admin(Origin::new("server", None), settings.admin_password.clone())
         .await?
     {
-        // Shown once, so the operator can sign in; change it or set TWOFA_ADMIN_PASSWORD.
-        tracing::warn!("created user `admin` with generated password: {password}");
+        // For the operator to sign in with, in a private file: never in the log, which
+        // is shipped elsewhere. Change it, or set TWOFA_ADMIN_PASSWORD.
+        use std::io::Write;
+        let path = settings.data_dir.join("admin-password");
+        let mut file = twofa_core::files::private_options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)?;
+        file.write_all(format!("{password}\n").as_bytes())?;
+        tracing::warn!(path = %path.display(), "created user `admin`; its generated password is in this file (read it, then delete it)");
     }
     let (server, addrs) = twofa_server::bind(core, &settings)?;
     tracing::info!(?addrs, dialects = ?settings.enabled, backend = ?twofa_core::db::Backend::of_url(&settings.database_url()), "twofa listening");
@@ -188,6 +203,10 @@ async fn serve(settings: Settings) -> Result<(), ServerError> {
 async fn run(cli: Cli, matches: clap::ArgMatches) -> Result<(), ServerError> {
     let settings = Settings::load(cli.settings, &matches, cli.config.as_deref())?;
     init_logging(&settings.log);
+    if matches!(cli.command, Command::Serve) {
+        // Before the core records anything.
+        twofa_server::telemetry::exporter();
+    }
     match cli.command {
         Command::Serve => serve(settings).await,
         Command::Openapi { out } => {

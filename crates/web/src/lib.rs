@@ -44,6 +44,20 @@ pub fn origin(req: &HttpRequest, dialect: &'static str) -> Origin {
     Origin::new(dialect, req.peer_addr().map(|a| a.ip().to_string()))
 }
 
+/// The route a request took, for the server's metrics and request log, where the
+/// matched resource pattern does not tell it (one resource serving several endpoints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteName {
+    pub dialect: &'static str,
+    pub route: &'static str,
+}
+
+/// Names the route `req` took (see [`RouteName`]): a route pattern, never a raw path.
+pub fn name_route(req: &HttpRequest, dialect: &'static str, route: &'static str) {
+    use actix_web::HttpMessage;
+    req.extensions_mut().insert(RouteName { dialect, route });
+}
+
 /// The token of `Authorization: Bearer <token>` (scheme case-insensitive).
 pub fn bearer(req: &HttpRequest) -> Option<String> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;

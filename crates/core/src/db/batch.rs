@@ -119,6 +119,7 @@ impl Batcher {
 }
 
 fn run_batch(conn: &mut DbConnection, batch: Vec<Job>) {
+    let (jobs, started) = (batch.len(), std::time::Instant::now());
     let began = conn.batch_execute("BEGIN IMMEDIATE");
     IN_BATCH.with(|b| b.set(began.is_ok()));
     let completions: Vec<Completion> = batch.into_iter().map(|job| job(conn)).collect();
@@ -129,6 +130,7 @@ fn run_batch(conn: &mut DbConnection, batch: Vec<Job>) {
     if committed.is_err() {
         let _ = conn.batch_execute("ROLLBACK");
     }
+    crate::metrics::batch(jobs, started.elapsed());
     for done in completions {
         done(committed.clone());
     }

@@ -16,6 +16,7 @@ use crate::db::schema::{one_time_codes, sms_factors, users};
 use crate::db::{write_tx, DbConnection};
 use crate::delivery::{Channel, Template};
 use crate::lockout::{self, Attempt};
+use crate::metrics::{self, Factor, Outcome};
 use crate::random::random_bytes;
 use crate::users::{live_user, lock_user, UserRow};
 use crate::{Core, CoreError, CoreResult, Inner, Origin};
@@ -306,9 +307,11 @@ impl Core {
                 Some(f) if f.provider_user_id == provider_user_id => f,
                 _ => {
                     let unknown = |_: &mut DbConnection| {
+                        metrics::verification(&origin, Factor::Sms, Outcome::Wrong);
                         Ok(Attempt::<()>::Rejected("unknown provider user id"))
                     };
-                    return lockout::code_attempt(inner, conn, &origin, user.subject(), unknown);
+                    let who = (user.subject(), Factor::Sms);
+                    return lockout::code_attempt(inner, conn, &origin, who, unknown);
                 }
             };
             redeem(

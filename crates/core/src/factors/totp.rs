@@ -10,6 +10,7 @@ use crate::audit;
 use crate::db::schema::{totp_factors, users};
 use crate::db::{write_tx, DbConnection};
 use crate::lockout::{self, Attempt};
+use crate::metrics::{self, Factor, Outcome};
 use crate::otp;
 use crate::passwords::Password;
 use crate::random::random_hex;
@@ -217,7 +218,8 @@ pub(crate) fn verify<T>(
     (activate, what): (bool, &str),
     then: impl FnOnce(&mut DbConnection) -> CoreResult<T>,
 ) -> CoreResult<T> {
-    lockout::code_attempt(inner, conn, origin, user.subject(), |conn| {
+    let who = (user.subject(), Factor::Totp);
+    lockout::code_attempt(inner, conn, origin, who, |conn| {
         check(
             inner,
             conn,
@@ -246,6 +248,7 @@ pub(crate) fn check<T>(
 ) -> CoreResult<Attempt<T>> {
     let secret = inner.secrets.open(&factor.id, &factor.secret)?;
     let Some(step) = otp::matching_step(&secret, code, inner.now())? else {
+        metrics::verification(origin, Factor::Totp, Outcome::Wrong);
         return Ok(Attempt::Rejected("wrong code"));
     };
     let taken = write_tx(conn, |conn| {
@@ -257,8 +260,14 @@ pub(crate) fn check<T>(
         then(conn)
     });
     match taken {
-        Ok(value) => Ok(Attempt::Accepted(value)),
-        Err(CoreError::IncorrectCode) => Ok(Attempt::Rejected("code already used")),
+        Ok(value) => {
+            metrics::verification(origin, Factor::Totp, Outcome::Accepted);
+            Ok(Attempt::Accepted(value))
+        }
+        Err(CoreError::IncorrectCode) => {
+            metrics::verification(origin, Factor::Totp, Outcome::Replayed);
+            Ok(Attempt::Rejected("code already used"))
+        }
         Err(e) => Err(e),
     }
 }
