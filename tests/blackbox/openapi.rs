@@ -102,11 +102,12 @@ fn schemathesis(s: &Server, dialect: &str, headers: &[String], server_errors_are
 }
 
 pub fn schemathesis_ucloud(s: Server) {
-    schemathesis(&s, "ucloud", &[], false);
     s.add_user("sam", "sam-password");
     let (status, body) = crate::ucloud::login_form(&s, "sam", "sam-password");
     assert_eq!(status, 200, "{body}");
     let token = body["accessToken"].as_str().unwrap();
+    // Credentials first: a long run can outlast the client's idle pooled connection.
+    schemathesis(&s, "ucloud", &[], false);
     schemathesis(
         &s,
         "ucloud",
@@ -116,9 +117,10 @@ pub fn schemathesis_ucloud(s: Server) {
 }
 
 pub fn schemathesis_zstack(s: Server) {
-    schemathesis(&s, "zstack", &[], true);
     s.add_user("sam", "sam-password");
     let session = crate::zstack::session(&s, "sam", "sam-password", &[]);
+    // Credentials first: a long run can outlast the client's idle pooled connection.
+    schemathesis(&s, "zstack", &[], true);
     schemathesis(
         &s,
         "zstack",
@@ -128,9 +130,10 @@ pub fn schemathesis_zstack(s: Server) {
 }
 
 pub fn schemathesis_authendpoints(s: Server) {
-    schemathesis(&s, "authendpoints", &[], false);
     s.add_user("sam", "sam-password");
     let (access, _) = crate::authendpoints::tokens(&s, "sam", "sam-password");
+    // Credentials first: a long run can outlast the client's idle pooled connection.
+    schemathesis(&s, "authendpoints", &[], false);
     schemathesis(
         &s,
         "authendpoints",
@@ -140,10 +143,11 @@ pub fn schemathesis_authendpoints(s: Server) {
 }
 
 pub fn schemathesis_saasu(s: Server) {
-    schemathesis(&s, "saasu", &[], false);
     s.add_user("sam", "sam-password");
     let grant = crate::saasu::token(&s, "sam", "sam-password");
     let token = grant["access_token"].as_str().unwrap();
+    // Credentials first: a long run can outlast the client's idle pooled connection.
+    schemathesis(&s, "saasu", &[], false);
     schemathesis(
         &s,
         "saasu",
