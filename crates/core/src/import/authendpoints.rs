@@ -18,7 +18,6 @@ use diesel::QueryableByName;
 
 use super::source::SourceDb;
 use super::{Outcome, Record, SourceTotp, SourceUser};
-use crate::otp::{secret_from_base32, MIN_SECRET_BYTES};
 use crate::passwords::identity_hash;
 use crate::{CoreError, CoreResult};
 
@@ -164,12 +163,9 @@ pub(crate) fn read(db: &mut SourceDb) -> CoreResult<Vec<Record>> {
         };
         let key = keys.get(&u.id).filter(|_| u.two_factor_enabled);
         let totp = match key {
-            Some(key) => match secret_from_base32(key) {
-                Some(secret) if secret.len() >= MIN_SECRET_BYTES => Some(SourceTotp {
-                    secret,
-                    active: true,
-                }),
-                _ => {
+            Some(key) => match SourceTotp::from_base32(key, true) {
+                Some(totp) => Some(totp),
+                None => {
                     let why = "authenticator key is not base32 of 80 bits or more";
                     records.push(Record::left(name, Outcome::Invalid, why));
                     continue;

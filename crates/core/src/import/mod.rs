@@ -67,6 +67,15 @@ pub struct SourceTotp {
     pub active: bool,
 }
 
+impl SourceTotp {
+    /// A source's base32 TOTP secret, if it is one a user's app can be producing codes
+    /// for here (80 bits or more, as UCloud and ZStack generated).
+    fn from_base32(base32: &str, active: bool) -> Option<SourceTotp> {
+        let secret = crate::otp::secret_from_base32(base32)?;
+        (secret.len() >= crate::otp::MIN_SECRET_BYTES).then_some(SourceTotp { secret, active })
+    }
+}
+
 impl SourceUser {
     /// What is carried over, for the report (never a secret).
     fn factors_note(&self) -> String {

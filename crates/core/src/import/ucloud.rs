@@ -19,7 +19,6 @@ use diesel::QueryableByName;
 
 use super::source::SourceDb;
 use super::{Outcome, Record, SourceTotp, SourceUser};
-use crate::otp::{secret_from_base32, MIN_SECRET_BYTES};
 use crate::passwords::ucloud_hash;
 use crate::{CoreError, CoreResult};
 
@@ -110,12 +109,9 @@ pub(crate) fn read(db: &mut SourceDb) -> CoreResult<Vec<Record>> {
             continue;
         }
         let totp = match enforced.get(p.id.as_str()) {
-            Some(secret) => match secret_from_base32(secret) {
-                Some(secret) if secret.len() >= MIN_SECRET_BYTES => Some(SourceTotp {
-                    secret,
-                    active: true,
-                }),
-                _ => {
+            Some(secret) => match SourceTotp::from_base32(secret, true) {
+                Some(totp) => Some(totp),
+                None => {
                     let why = "authenticator secret is not base32 of 80 bits or more";
                     records.push(Record::left(name, Outcome::Invalid, why));
                     continue;

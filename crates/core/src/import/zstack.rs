@@ -34,7 +34,6 @@ pub(crate) fn read(db: &mut SourceDb) -> CoreResult<(Vec<Record>, Settings)> {
 
     use super::source::source_error;
     use super::{Outcome, SourceTotp, SourceUser};
-    use crate::otp::{secret_from_base32, MIN_SECRET_BYTES};
     use crate::passwords::zstack_hash;
     use crate::CoreError;
 
@@ -108,12 +107,9 @@ pub(crate) fn read(db: &mut SourceDb) -> CoreResult<(Vec<Record>, Settings)> {
             continue;
         };
         let totp = match secrets.get(&uuid) {
-            Some((secret, status)) => match secret_from_base32(secret) {
-                Some(secret) if secret.len() >= MIN_SECRET_BYTES => Some(SourceTotp {
-                    secret,
-                    active: status == "Logined",
-                }),
-                _ => {
+            Some((secret, status)) => match SourceTotp::from_base32(secret, status == "Logined") {
+                Some(totp) => Some(totp),
+                None => {
                     let why = "authenticator secret is not base32 of 80 bits or more";
                     records.push(Record::left(name, Outcome::Invalid, why));
                     continue;
