@@ -87,6 +87,15 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     series("", pairs).1
 }
 
+/// The labels of a TOTP verification outcome through UCloud.
+fn totp(outcome: &str) -> BTreeMap<String, String> {
+    labels(&[
+        ("dialect", "ucloud"),
+        ("factor", "totp"),
+        ("outcome", outcome),
+    ])
+}
+
 fn answer(s: &Server, challenge: &Value, code: &str) -> (u16, Value) {
     status_json(
         s.http
@@ -185,13 +194,6 @@ pub fn metrics_count_a_flow(s: Server) {
     assert_eq!(r.status(), 204);
 
     let after = scrape(&s);
-    let totp = |outcome| {
-        labels(&[
-            ("dialect", "ucloud"),
-            ("factor", "totp"),
-            ("outcome", outcome),
-        ])
-    };
     assert_eq!(
         moved(&before, &after, "twofa_verifications_total"),
         BTreeMap::from([
@@ -277,13 +279,6 @@ pub fn metrics_count_lockouts(s: Server) {
     }
     assert_eq!(answer(&s, &body["2fa"], &code(&secret, 30)).0, 429);
     let after = scrape(&s);
-    let totp = |outcome| {
-        labels(&[
-            ("dialect", "ucloud"),
-            ("factor", "totp"),
-            ("outcome", outcome),
-        ])
-    };
     assert_eq!(
         moved(&before, &after, "twofa_verifications_total"),
         BTreeMap::from([(totp("wrong"), 5.0), (totp("locked_out"), 1.0)])
