@@ -207,15 +207,8 @@ fn ucloud_login(s: &Server, user: &str, password: &str, code: Option<&str>) -> u
     match (code, body.get("2fa").and_then(Value::as_str)) {
         (None, None) => status,
         (Some(code), Some(challenge)) => {
-            json(
-                s.http
-                    .post(s.url("/auth/2fa/challenge"))
-                    .header("Accept", "application/json")
-                    .json(&json!({"challengeId": challenge, "verificationCode": code}))
-                    .send()
-                    .unwrap(),
-            )
-            .0
+            let body = json!({"challengeId": challenge, "verificationCode": code});
+            crate::ucloud::answer(s, body).0
         }
         (None, Some(_)) => 1000, // a second factor asked for where none was expected
         (Some(_), None) => 2000 + status, // no second factor asked for

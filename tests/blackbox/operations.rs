@@ -97,13 +97,9 @@ fn totp(outcome: &str) -> BTreeMap<String, String> {
 }
 
 fn answer(s: &Server, challenge: &Value, code: &str) -> (u16, Value) {
-    status_json(
-        s.http
-            .post(s.url("/auth/2fa/challenge"))
-            .header("Accept", "application/json")
-            .json(&json!({"challengeId": challenge, "verificationCode": code}))
-            .send()
-            .unwrap(),
+    crate::ucloud::answer(
+        s,
+        json!({"challengeId": challenge, "verificationCode": code}),
     )
 }
 
