@@ -503,22 +503,8 @@ pub const MYSQL_ENV: &str = "TWOFA_TEST_MYSQL_URL";
 /// configured (then skipped locally, a failure under CI).
 fn mysql_database(test: &str, ddl: &[&str]) -> Option<String> {
     use mysql::prelude::Queryable;
-    let Ok(server) = std::env::var(MYSQL_ENV) else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "{MYSQL_ENV} must be set under CI"
-        );
-        eprintln!("skipping {test}: {MYSQL_ENV} is not set");
-        return None;
-    };
-    let name = format!(
-        "twofa_t_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
+    let server = crate::postgres::configured_server(MYSQL_ENV, test)?;
+    let name = crate::postgres::unique_database_name();
     let mut admin = mysql::Conn::new(mysql::Opts::from_url(&server).unwrap()).unwrap();
     admin.query_drop(format!("CREATE DATABASE {name}")).unwrap();
     let url = format!("{}/{name}", server.trim_end_matches('/'));
