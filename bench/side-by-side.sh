@@ -8,7 +8,7 @@
 #
 # Settings (environment):
 #   TWOFA_USERS   users seeded in twofa, one challenge each, each answered once; must
-#                 exceed what twofa answers in DURATION [400000]
+#                 exceed what twofa answers in DURATION [250000]
 #   PI_TOKENS     privacyIDEA TOTP tokens; each takes one code per 30 s step, plus one
 #                 step ahead [2000]
 #   DURATION      wrk -d [30s]; THREADS wrk -t [2]; CONNECTIONS wrk -c [64]
@@ -26,7 +26,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-TWOFA_USERS=${TWOFA_USERS:-400000}
+TWOFA_USERS=${TWOFA_USERS:-250000}
 PI_TOKENS=${PI_TOKENS:-2000}
 DURATION=${DURATION:-30s}
 THREADS=${THREADS:-2}
@@ -106,7 +106,7 @@ if ! command -v wrk >/dev/null; then
 fi
 
 ONLY=${ONLY:-}
-TWOFA_CPU=- TWOFA_RSS=- PI_CPU=- PI_RSS=-
+TWOFA_CPU=- TWOFA_RSS=- PI_CPU=- PI_RSS=- TWOFA_LOAD=- PI_LOAD=-
 T=$WORK/twofa-wrk.txt P=$WORK/pi-wrk.txt
 
 # ---- twofa ----------------------------------------------------------------------
@@ -126,6 +126,7 @@ cat "$WORK/twofa.log" >&2
 TWOFA_URL=$(sed -n 's/^serving //p' "$WORK/twofa.log")
 
 log "twofa: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --timeout $TIMEOUT $TWOFA_URL"
+TWOFA_LOAD=$(cut -d' ' -f1 /proc/loadavg)
 cpu0=$(cpu_seconds "$TWOFA_PID")
 run_wrk "$TWOFA_URL" "$WORK/twofa-requests.txt" ucloud "$WORK/twofa-wrk.txt"
 cpu1=$(cpu_seconds "$TWOFA_PID")
@@ -197,6 +198,7 @@ imported=$(curl -s -H "Authorization: $auth_token" -F type=oathcsv -F "file=@$PI
 PI_URL="http://127.0.0.1:$PI_PORT/validate/check"
 log "privacyIDEA: wrk -t$THREADS -c$CONNECTIONS -d$DURATION --timeout $TIMEOUT $PI_URL"
 PI_PIDS=("$PI_PID" $(ps -o pid= --ppid "$PI_PID"))
+PI_LOAD=$(cut -d' ' -f1 /proc/loadavg)
 cpu0=$(cpu_seconds "${PI_PIDS[@]}")
 run_wrk "$PI_URL" "$PI/requests.txt" privacyidea "$WORK/pi-wrk.txt"
 cpu1=$(cpu_seconds "${PI_PIDS[@]}")
@@ -220,6 +222,7 @@ row "not accepted (non-200 / rejected)" "$(result "$T" non200) / $(result "$T" r
 row "socket errors" "$(result "$T" socket_errors)" "$(result "$P" socket_errors)"
 row "server CPU per request (ms)" "$TWOFA_CPU" "$PI_CPU"
 row "server RSS after the run (MiB)" "$TWOFA_RSS" "$PI_RSS"
+row "1-min load average before the run" "$TWOFA_LOAD" "$PI_LOAD"
 for f in "$T" "$P"; do
   [[ -f $f ]] || continue
   if [[ $(result "$f" exhausted) != 0 || $(result "$f" stale) != 0 ]]; then

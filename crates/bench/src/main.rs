@@ -211,7 +211,7 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
     if let Some(path) = &args.requests_file {
-        serve(&args, path, core, &challenges, dir.path(), &database_url);
+        serve(&args, path, core, challenges, dir.path(), &database_url);
         return;
     }
 
@@ -362,14 +362,17 @@ fn serve(
     args: &Args,
     path: &Path,
     core: Core,
-    challenges: &[(String, Vec<u8>)],
+    challenges: Vec<(String, Vec<u8>)>,
     data_dir: &Path,
     database_url: &str,
 ) {
-    let first = write_requests_file(path, challenges, args.steps).expect("write requests file");
+    let first = write_requests_file(path, &challenges, args.steps).expect("write requests file");
+    let lines = challenges.len();
+    // Dropped before serving, so the RSS of the serving process does not hold the seeds.
+    drop(challenges);
     println!(
         "wrote {} lines to {} (codes for steps {}..{}, valid until {} s after the epoch)",
-        challenges.len(),
+        lines,
         path.display(),
         first,
         first + i64::from(args.steps) - 1,
