@@ -370,6 +370,20 @@ pub fn code(secret_b32: &str, offset: i64) -> String {
     totp.generate((now + offset) as u64).to_string()
 }
 
+/// Waits, if need be, until the current 30 s step has at least 12 s left, so that the
+/// codes of a sequence (some at the edge of the ±1-step window, some expected to be
+/// refused as replays of the same step) are all checked within one step.
+pub fn with_room_in_step() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let left = 30.0 - now % 30.0;
+    if left < 12.0 {
+        std::thread::sleep(std::time::Duration::from_secs_f64(left + 0.5));
+    }
+}
+
 /// Decodes a `data:image/png;base64,` QR code to its text.
 pub fn decode_qr(data_uri: &str) -> String {
     let b64 = data_uri

@@ -14,7 +14,7 @@ use diesel::connection::SimpleConnection;
 use diesel::Connection;
 use serde_json::{json, Value};
 
-use crate::harness::{json, Backend, Server, ADMIN_PASSWORD};
+use crate::harness::{json, with_room_in_step, Backend, Server, ADMIN_PASSWORD};
 use crate::postgres;
 
 // ---------------------------------------------------------------------------------
@@ -413,6 +413,7 @@ pub fn import_ucloud(s: Server) {
     assert_eq!(upgraded.outcome("eve"), "unchanged");
 
     // dan's authenticator app keeps working, on every dialect, each code once.
+    with_room_in_step();
     assert_eq!(
         ucloud_login(&s, "dan", &pw("dan"), Some(&totp(&dan, -30))),
         200
@@ -599,6 +600,7 @@ pub fn import_zstack(s: Server) {
     assert_eq!(ae_login(&s, "fay", &pw("fay")), Ok(true));
     assert_eq!(saasu_login(&s, "fay", &pw("fay"), None).0, 200);
     // gus: the bound authenticator works on every dialect.
+    with_room_in_step();
     assert_eq!(zstack_login(&s, "gus", &pw("gus"), None), 503);
     assert_eq!(
         zstack_login(&s, "gus", &pw("gus"), Some(&totp(&gus, -30))),
@@ -624,6 +626,7 @@ pub fn import_zstack(s: Server) {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["inventory"]["status"], "NewCreated");
     assert_eq!(body["inventory"]["secret"], json!(hal));
+    with_room_in_step();
     assert_eq!(
         zstack_login(&s, "hal", &pw("hal"), Some(&totp(&hal, 0))),
         200
@@ -814,6 +817,7 @@ pub fn import_authendpoints(s: Server) {
             let run = ok_import(&s, "authendpoints", &db.url(), &["--update"]);
             assert_eq!(run.outcome("ivy"), "updated");
             assert_eq!(ae_login(&s, "gil", &pw("gil")), Ok(true));
+            with_room_in_step();
             let code = totp(&ivy, 30);
             assert_eq!(
                 ae_totp_login(&s, "ivy", "ivy@example.com", &pw("ivy"), &code),
@@ -866,6 +870,7 @@ pub fn import_authendpoints(s: Server) {
             assert_eq!(zstack_login(&s, u, &pw(u), None), 200, "{u}");
         }
         // ivy's authenticator app.
+        with_room_in_step();
         assert_eq!(ae_login(&s, "ivy", &pw("ivy")), Ok(false));
         let code = totp(&ivy, -30);
         assert_eq!(
