@@ -5,9 +5,16 @@
 //! throughput, latency percentiles and the share of successful answers.
 //!
 //! `cargo run --release -p twofa-bench -- --users 100000 --concurrency 64`
+//!
+//! With `--serve --requests-file FILE`, it seeds the same way, writes one line per
+//! challenge for an external load generator (`bench/wrk/answer.lua`), prints the URL and
+//! serves until SIGINT or SIGTERM, with no client of its own:
+//! `twofa-bench --serve --requests-file /tmp/req.txt --users 300000 --bind 127.0.0.1:8088`
 
 use clap::Parser;
 use futures_util::StreamExt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +46,22 @@ struct Args {
     /// Database URL [default: a SQLite file in a temporary directory].
     #[arg(long)]
     database_url: Option<String>,
+    /// Serve mode: seed, write the request file, print the URL, then serve until SIGINT
+    /// or SIGTERM, without the in-process client.
+    #[arg(long, requires = "requests_file")]
+    serve: bool,
+    /// Serve mode: where to write the request file, one line per challenge:
+    /// `challengeId firstStep code...` (the codes for `--steps` 30-second steps from
+    /// `firstStep`, the step the file is written in).
+    #[arg(long, requires = "serve")]
+    requests_file: Option<PathBuf>,
+    /// Serve mode: the address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8088", requires = "serve")]
+    bind: String,
+    /// Serve mode: how many 30-second steps of codes each line carries; the load must
+    /// end within them (10 steps: 5 minutes from when the file is written).
+    #[arg(long, default_value_t = 10, requires = "serve")]
+    steps: u32,
 }
 
 /// System time shifted by an offset: seeding happens "90 s ago", so the codes used to
@@ -167,6 +190,10 @@ fn main() {
     if let Some(size) = args.pool_size {
         cfg.pool_size = size;
     }
+    if args.serve {
+        // The challenges must outlive the seeding and every step the file has codes for.
+        cfg.challenge_ttl = cfg.challenge_ttl.max(3600 + 30 * i64::from(args.steps));
+    }
     let core = Core::open(cfg, clock.clone(), Arc::new(OsRandom)).expect("open database");
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -183,6 +210,10 @@ fn main() {
         challenges.len(),
         started.elapsed().as_secs_f64()
     );
+    if let Some(path) = &args.requests_file {
+        serve(&args, path, core, challenges, dir.path(), &database_url);
+        return;
+    }
 
     // The server, in its own actix system on its own threads.
     let settings = Settings {
@@ -297,4 +328,79 @@ fn main() {
             1000.0 * cpu / results.len().max(1) as f64
         );
     }
+}
+
+/// Writes the request file: per challenge, `challengeId firstStep code...` with the codes
+/// of `steps` consecutive 30-second steps from the current one. Readable by its owner
+/// only (the codes answer live challenges).
+fn write_requests_file(
+    path: &Path,
+    challenges: &[(String, Vec<u8>)],
+    steps: u32,
+) -> std::io::Result<i64> {
+    let first = otp::step_of(SystemClock.now());
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut out = std::io::BufWriter::new(options.open(path)?);
+    for (challenge, secret) in challenges {
+        write!(out, "{challenge} {first}")?;
+        for step in first..first + i64::from(steps) {
+            let code = otp::code_at(secret, step * 30).map_err(std::io::Error::other)?;
+            write!(out, " {code}")?;
+        }
+        writeln!(out)?;
+    }
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(first)
+}
+
+/// Serve mode: writes the request file, serves the UCloud dialect on `--bind` until
+/// SIGINT or SIGTERM, then prints what the server used (CPU while serving, RSS, WAL).
+fn serve(
+    args: &Args,
+    path: &Path,
+    core: Core,
+    challenges: Vec<(String, Vec<u8>)>,
+    data_dir: &Path,
+    database_url: &str,
+) {
+    let first = write_requests_file(path, &challenges, args.steps).expect("write requests file");
+    let lines = challenges.len();
+    // Dropped before serving, so the RSS of the serving process does not hold the seeds.
+    drop(challenges);
+    println!(
+        "wrote {} lines to {} (codes for steps {}..{}, valid until {} s after the epoch)",
+        lines,
+        path.display(),
+        first,
+        first + i64::from(args.steps) - 1,
+        (first + i64::from(args.steps)) * 30
+    );
+    let settings = Settings {
+        bind: args.bind.clone(),
+        dialects: Some("ucloud".into()),
+        data_dir: data_dir.to_path_buf(),
+        workers: Some(args.workers),
+        ..Default::default()
+    }
+    .resolve()
+    .expect("settings");
+    actix_web::rt::System::new().block_on(async move {
+        let (server, addrs) = twofa_server::bind(core, &settings).expect("bind");
+        let cpu_before = cpu_seconds();
+        // The line a driving script waits for: the server accepts connections from here.
+        println!("serving http://{}/auth/2fa/challenge", addrs[0]);
+        // actix stops the server on SIGINT, SIGTERM and SIGQUIT.
+        server.await.expect("server");
+        let cpu = cpu_before.zip(cpu_seconds()).map_or(0.0, |(a, b)| b - a);
+        println!(
+            "stopped: {:.2} s CPU while serving; RSS {:.1} MiB, peak {:.1} MiB (seeding included); WAL {:.1} MiB",
+            cpu,
+            status_mib("VmRSS:"),
+            status_mib("VmHWM:"),
+            wal_mib(database_url)
+        );
+    });
 }
