@@ -147,8 +147,16 @@ fn refuse_if_locked(row: &Row, now: i64) -> CoreResult<()> {
 }
 
 /// Holds `key`'s counter until the transaction ends; `Err(Locked)` while it is locked.
+/// On PostgreSQL that takes the row's lock (an upsert, so that a first attempt has a
+/// row to lock). A SQLite write transaction already excludes every other writer
+/// (`BEGIN IMMEDIATE`, or the group-commit thread), so there a read holds it, and an
+/// accepted code writes nothing to `throttles` (the upsert and the `clear` after it
+/// were two writes and an SQL parse on every answer).
 fn hold(conn: &mut DbConnection, key: &str, now: i64) -> CoreResult<()> {
-    refuse_if_locked(&upsert(conn, key, now, 0)?, now)
+    match conn {
+        DbConnection::Sqlite(_) => check(conn, key, now),
+        DbConnection::Postgresql(_) => refuse_if_locked(&upsert(conn, key, now, 0)?, now),
+    }
 }
 
 /// Counts one failure of a held key; returns the lockout end when it caused a lockout.
