@@ -290,6 +290,30 @@ async fn concurrent_answers_with_one_code(e: Env) {
     );
 }
 
+/// Two right codes of different steps racing on one challenge: the step rule lets both
+/// through (each takes its own step), so only the claim stops the second; one challenge
+/// gives one login.
+async fn one_challenge_one_login(e: Env) {
+    let u = e.user("dora", false).await;
+    let secret = e.enroll(&u).await;
+    for _ in 0..10 {
+        e.clock.advance(60);
+        let challenge = e.login_challenge(&u).await;
+        let tasks: Vec<_> = [e.code(&secret, -30), e.code(&secret, 0)]
+            .into_iter()
+            .map(|code| {
+                let (core, c) = (e.core.clone(), challenge.clone());
+                tokio::spawn(async move { core.answer_challenge(origin(), c, code).await })
+            })
+            .collect();
+        let mut logins = 0;
+        for t in tasks {
+            logins += usize::from(t.await.unwrap().is_ok());
+        }
+        assert_eq!(logins, 1, "one challenge, one login");
+    }
+}
+
 async fn challenges_expire(e: Env) {
     let u = e.user("erin", false).await;
     let secret = e.enroll(&u).await;
@@ -1914,6 +1938,7 @@ on_both_backends!(
     window_is_one_step,
     codes_are_single_use,
     concurrent_answers_with_one_code,
+    one_challenge_one_login,
     challenges_expire,
     setup_is_replaced_and_expires,
     code_lockout_grows_and_resets,
