@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use crate::audit;
 use crate::crypto::hash_token;
 use crate::db::schema::{challenges, totp_factors, users};
-use crate::db::{write_tx, DbConnection};
+use crate::db::{cached_statement, write_tx, DbConnection};
 use crate::factors::totp::{self, PendingFactor, Sealed};
 use crate::factors::FactorState;
 use crate::metrics::{self, Factor, Outcome};
@@ -130,15 +130,17 @@ fn live(
     }
 }
 
+// The claim of every answer, one cached statement.
+cached_statement!(Claim { id_hash: String, now: i64 } =>
+    "UPDATE challenges SET used = TRUE WHERE id_hash = ", (id_hash: Text),
+    " AND used = FALSE AND expires_at > ", (now: BigInt));
+
 /// Uses up the challenge; of two concurrent answers exactly one claims it.
 fn claim(inner: &Inner, conn: &mut DbConnection, id_hash: &str) -> CoreResult<()> {
-    let claimed = diesel::update(
-        challenges::table
-            .filter(challenges::id_hash.eq(id_hash))
-            .filter(challenges::used.eq(false))
-            .filter(challenges::expires_at.gt(inner.now())),
-    )
-    .set(challenges::used.eq(true))
+    let claimed = Claim {
+        id_hash: id_hash.to_owned(),
+        now: inner.now(),
+    }
     .execute(conn)?;
     match claimed {
         1 => Ok(()),

@@ -141,6 +141,51 @@ macro_rules! fixed_command {
     };
 }
 
+/// A statement with binds as a type of its own, for the same reason: diesel marks every
+/// `UpdateStatement` unsafe to cache (its SET list may vary), so the UPDATEs of every
+/// answer were parsed anew on each run. Each use declares its own type, since the
+/// statement cache knows a statement by its type alone. Binds are `Text` (a `String`)
+/// or `BigInt` (an `i64`):
+/// `cached_statement!(Name { a: String, b: i64 } => "… ", (a: Text), " … ", (b: BigInt));`
+macro_rules! cached_statement {
+    ($name:ident { $($field:ident: $ty:ty),* $(,)? } => $($part:tt),+ $(,)?) => {
+        struct $name {
+            $($field: $ty),*
+        }
+
+        impl diesel::query_builder::QueryId for $name {
+            type QueryId = $name;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+
+        impl<DB> diesel::query_builder::QueryFragment<DB> for $name
+        where
+            DB: diesel::backend::Backend
+                + diesel::sql_types::HasSqlType<diesel::sql_types::Text>
+                + diesel::sql_types::HasSqlType<diesel::sql_types::BigInt>,
+            String: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+            i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+        {
+            fn walk_ast<'b>(
+                &'b self,
+                mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
+            ) -> diesel::QueryResult<()> {
+                $(cached_statement!(@part self, out, $part);)+
+                Ok(())
+            }
+        }
+
+        impl<C> diesel::RunQueryDsl<C> for $name {}
+    };
+    (@part $self:ident, $out:ident, $sql:literal) => {
+        $out.push_sql($sql);
+    };
+    (@part $self:ident, $out:ident, ($field:ident: $st:ident)) => {
+        $out.push_bind_param::<diesel::sql_types::$st, _>(&$self.$field)?;
+    };
+}
+pub(crate) use cached_statement;
+
 fixed_command!(Savepoint, "SAVEPOINT write_tx");
 fixed_command!(ReleaseSavepoint, "RELEASE write_tx");
 

@@ -8,7 +8,7 @@ use diesel::prelude::*;
 
 use crate::audit;
 use crate::db::schema::{totp_factors, users};
-use crate::db::{write_tx, DbConnection};
+use crate::db::{cached_statement, write_tx, DbConnection};
 use crate::lockout::{self, Attempt};
 use crate::metrics::{self, Factor, Outcome};
 use crate::otp;
@@ -171,6 +171,11 @@ impl PendingFactor {
     }
 }
 
+// The single-use rule of every code of an active factor, one cached statement.
+cached_statement!(TakeStep { factor_id: String, step: i64 } =>
+    "UPDATE totp_factors SET last_step = ", (step: BigInt), " WHERE id = ", (factor_id: Text),
+    " AND active = TRUE AND last_step < ", (step: BigInt));
+
 /// Moves the factor's last used step forward to `step` (confirming a pending factor
 /// when `activate`), or `IncorrectCode` if that step was already used (a replay).
 fn take_step(
@@ -193,9 +198,11 @@ fn take_step(
             ))
             .execute(conn)?
     } else {
-        diesel::update(factor)
-            .set(totp_factors::last_step.eq(step))
-            .execute(conn)?
+        TakeStep {
+            factor_id: factor_id.to_owned(),
+            step,
+        }
+        .execute(conn)?
     };
     match advanced {
         1 => Ok(()),
