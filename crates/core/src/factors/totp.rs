@@ -185,12 +185,12 @@ fn take_step(
     step: i64,
     activate: bool,
 ) -> CoreResult<()> {
-    let factor = totp_factors::table
-        .filter(totp_factors::id.eq(factor_id))
-        .filter(totp_factors::active.eq(!activate))
-        .filter(totp_factors::last_step.lt(step));
     let advanced = if activate {
-        diesel::update(factor)
+        let pending = totp_factors::table
+            .filter(totp_factors::id.eq(factor_id))
+            .filter(totp_factors::active.eq(false))
+            .filter(totp_factors::last_step.lt(step));
+        diesel::update(pending)
             .set((
                 totp_factors::active.eq(true),
                 totp_factors::activated_at.eq(inner.now()),
