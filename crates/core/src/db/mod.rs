@@ -119,33 +119,13 @@ fn migrate(conn: &mut DbConnection) -> Result<(), CoreError> {
     result.map_err(|e| CoreError::Storage(format!("migration failed: {e}")))
 }
 
-/// A fixed SQL command as a type of its own, so diesel prepares it once and keeps it in
-/// its statement cache: `batch_execute` parses the text on every call, which for the
-/// two savepoint commands of every job was a tenth of the database thread's time.
-macro_rules! fixed_command {
-    ($name:ident, $sql:literal) => {
-        #[derive(Debug, Clone, Copy, diesel::query_builder::QueryId)]
-        struct $name;
-
-        impl<DB: diesel::backend::Backend> diesel::query_builder::QueryFragment<DB> for $name {
-            fn walk_ast<'b>(
-                &'b self,
-                mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
-            ) -> diesel::QueryResult<()> {
-                out.push_sql($sql);
-                Ok(())
-            }
-        }
-
-        impl<C> diesel::RunQueryDsl<C> for $name {}
-    };
-}
-
-/// A statement with binds as a type of its own, for the same reason: diesel marks every
-/// `UpdateStatement` unsafe to cache (its SET list may vary), so the UPDATEs of every
-/// answer were parsed anew on each run. Each use declares its own type, since the
-/// statement cache knows a statement by its type alone. Binds are `Text` (a `String`)
-/// or `BigInt` (an `i64`):
+/// A fixed SQL statement as a type of its own, so diesel prepares it once and keeps it in
+/// its statement cache. `batch_execute` parses its text on every call (for the two
+/// savepoint commands of every job, a tenth of the database thread's time), and diesel
+/// marks every `UpdateStatement` unsafe to cache (its SET list may vary), so the UPDATEs
+/// of every answer were parsed anew on each run. Each use declares its own type, since
+/// the statement cache knows a statement by its type alone. Binds are `Text` (a
+/// `String`) or `BigInt` (an `i64`):
 /// `cached_statement!(Name { a: String, b: i64 } => "… ", (a: Text), " … ", (b: BigInt));`
 macro_rules! cached_statement {
     ($name:ident { $($field:ident: $ty:ty),* $(,)? } => $($part:tt),+ $(,)?) => {
@@ -186,8 +166,8 @@ macro_rules! cached_statement {
 }
 pub(crate) use cached_statement;
 
-fixed_command!(Savepoint, "SAVEPOINT write_tx");
-fixed_command!(ReleaseSavepoint, "RELEASE write_tx");
+cached_statement!(Savepoint {} => "SAVEPOINT write_tx");
+cached_statement!(ReleaseSavepoint {} => "RELEASE write_tx");
 
 /// A nested transaction: a savepoint, so that a failure undoes only this part.
 fn savepoint<T>(
@@ -195,11 +175,11 @@ fn savepoint<T>(
     f: impl FnOnce(&mut DbConnection) -> Result<T, CoreError>,
 ) -> Result<T, CoreError> {
     use diesel::RunQueryDsl;
-    Savepoint.execute(conn)?;
+    Savepoint {}.execute(conn)?;
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
     match outcome {
         Ok(Ok(value)) => {
-            ReleaseSavepoint.execute(conn)?;
+            ReleaseSavepoint {}.execute(conn)?;
             Ok(value)
         }
         Ok(Err(e)) => {
