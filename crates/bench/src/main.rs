@@ -216,15 +216,7 @@ fn main() {
     }
 
     // The server, in its own actix system on its own threads.
-    let settings = Settings {
-        bind: "127.0.0.1:0".into(),
-        dialects: Some("ucloud".into()),
-        data_dir: dir.path().to_path_buf(),
-        workers: Some(args.workers),
-        ..Default::default()
-    }
-    .resolve()
-    .expect("settings");
+    let settings = server_settings(&args, "127.0.0.1:0", dir.path());
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let server_core = core.clone();
     std::thread::spawn(move || {
@@ -330,6 +322,19 @@ fn main() {
     }
 }
 
+/// The server the bench runs: the UCloud dialect on `bind`, with `--workers` workers.
+fn server_settings(args: &Args, bind: &str, data_dir: &Path) -> Settings {
+    Settings {
+        bind: bind.into(),
+        dialects: Some("ucloud".into()),
+        data_dir: data_dir.to_path_buf(),
+        workers: Some(args.workers),
+        ..Default::default()
+    }
+    .resolve()
+    .expect("settings")
+}
+
 /// Writes the request file: per challenge, `challengeId firstStep code...` with the codes
 /// of `steps` consecutive 30-second steps from the current one. Readable by its owner
 /// only (the codes answer live challenges).
@@ -378,15 +383,7 @@ fn serve(
         first + i64::from(args.steps) - 1,
         (first + i64::from(args.steps)) * 30
     );
-    let settings = Settings {
-        bind: args.bind.clone(),
-        dialects: Some("ucloud".into()),
-        data_dir: data_dir.to_path_buf(),
-        workers: Some(args.workers),
-        ..Default::default()
-    }
-    .resolve()
-    .expect("settings");
+    let settings = server_settings(args, &args.bind, data_dir);
     actix_web::rt::System::new().block_on(async move {
         let (server, addrs) = twofa_server::bind(core, &settings).expect("bind");
         let cpu_before = cpu_seconds();
