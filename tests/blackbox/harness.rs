@@ -355,6 +355,13 @@ pub fn why(text: &str) -> serde_json::Value {
     serde_json::json!({"why": text, "errorCode": null})
 }
 
+/// The time since the Unix epoch, by the machine's clock (the server's too).
+pub fn unix_time() -> std::time::Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+}
+
 /// The TOTP code for a base32 secret at `now + offset` seconds, computed independently
 /// of the server, as an authenticator app would.
 pub fn code(secret_b32: &str, offset: i64) -> String {
@@ -363,10 +370,7 @@ pub fn code(secret_b32: &str, offset: i64) -> String {
         .with_secret(secret.as_bytes().to_vec())
         .build()
         .unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = unix_time().as_secs() as i64;
     totp.generate((now + offset) as u64).to_string()
 }
 
@@ -374,11 +378,7 @@ pub fn code(secret_b32: &str, offset: i64) -> String {
 /// codes of a sequence (some at the edge of the ±1-step window, some expected to be
 /// refused as replays of the same step) are all checked within one step.
 pub fn with_room_in_step() {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    let left = 30.0 - now % 30.0;
+    let left = 30.0 - unix_time().as_secs_f64() % 30.0;
     if left < 12.0 {
         std::thread::sleep(std::time::Duration::from_secs_f64(left + 0.5));
     }

@@ -5,7 +5,7 @@
 use reqwest::blocking::RequestBuilder;
 use serde_json::{json, Value};
 
-use crate::harness::{code, Backend, Server};
+use crate::harness::{code, unix_time, Backend, Server};
 use crate::sms::SmsGateway;
 
 const NS: &str = r#"xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance""#;
@@ -759,10 +759,7 @@ pub fn saasu_totp_from_ucloud(s: Server, sms: SmsGateway) {
     assert!(body.as_str().unwrap().contains("authenticator"), "{body}");
     assert_eq!(sms.count(), 0);
     // The proof is a code of a later time step than the login's: wait for the next.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = unix_time().as_secs();
     std::thread::sleep(std::time::Duration::from_secs(30 - now % 30 + 1));
     opt_in_with(
         &s,

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 use sha2::{Digest, Sha512};
 
-use crate::harness::{code, json, Server, ADMIN_PASSWORD};
+use crate::harness::{code, json, unix_time, Server, ADMIN_PASSWORD};
 
 const V1: &str = "/zstack/v1";
 
@@ -516,10 +516,7 @@ pub fn zstack_query_engine(s: Server) {
         sorted(vec![id(1), id(2)])
     );
     // Dates are unix seconds in conditions; u1 was created 100 s earlier and bound now.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = unix_time().as_secs() as i64;
     let cut = now - 50;
     assert_eq!(ids(&format!("?q=createDate<{cut}")), vec![id(0)]);
     assert_eq!(ids(&format!("?q=createDate<={cut}")), vec![id(0)]);
