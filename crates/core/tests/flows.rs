@@ -537,6 +537,25 @@ async fn sessions_refresh_and_revoke(e: Env) {
             .await,
         Err(CoreError::InvalidToken)
     ));
+
+    // Session ids (32 hex digits) begin with their creation time, so they sort by it.
+    e.clock.advance(1);
+    let LoginStep::Complete(later) = e
+        .core
+        .password_login(origin(), "ivan".into(), "ivan-pw".into(), None)
+        .await
+        .unwrap()
+    else {
+        panic!()
+    };
+    for id in [&session.id, &later.id] {
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id}"
+        );
+    }
+    assert_eq!(&session.id[..10], &format!("{T0:010x}"));
+    assert!(later.id > session.id);
 }
 
 async fn admin_reset(e: Env) {

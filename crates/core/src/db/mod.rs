@@ -236,3 +236,79 @@ pub fn write_tx<T>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use diesel::migration::MigrationSource;
+    use diesel::sqlite::Sqlite;
+    use diesel::RunQueryDsl;
+
+    /// The migration that rebuilds `sessions` as a rowid table keeps every session and
+    /// its columns, and its revert gives them back too.
+    #[test]
+    fn reordering_the_sessions_table_keeps_every_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.sqlite3");
+        let mut conn = SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+        let migrations = MigrationSource::<Sqlite>::migrations(&SQLITE_MIGRATIONS).unwrap();
+        let at = migrations
+            .iter()
+            .position(|m| {
+                m.name()
+                    .to_string()
+                    .ends_with("sessions_in_insertion_order")
+            })
+            .unwrap();
+        conn.applied_migrations().unwrap(); // creates diesel's bookkeeping table
+        for m in &migrations[..at] {
+            conn.run_migration(m).unwrap();
+        }
+        conn.batch_execute(
+            "INSERT INTO users (id, username, created_at) VALUES ('u1', 'ann', 1);
+             INSERT INTO sessions (refresh_hash, id, user_id, dialect, csrf_hash, created_at,
+                 expires_at, revoked, generation)
+             VALUES ('h2', 's2', 'u1', 'saasu', NULL, 20, 200, TRUE, 7),
+                    ('h1', 's1', 'u1', 'ucloud', 'c1', 10, 100, FALSE, 0);",
+        )
+        .unwrap();
+        let sessions = |conn: &mut SqliteConnection| -> Vec<String> {
+            #[derive(diesel::QueryableByName)]
+            struct Row {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                row: String,
+            }
+            diesel::sql_query(
+                "SELECT refresh_hash || id || user_id || dialect || COALESCE(csrf_hash, '-')
+                     || created_at || expires_at || revoked || generation AS row
+                 FROM sessions ORDER BY refresh_hash",
+            )
+            .load::<Row>(conn)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.row)
+            .collect()
+        };
+        let before = sessions(&mut conn);
+        assert_eq!(before.len(), 2);
+        let layout = |conn: &mut SqliteConnection| {
+            #[derive(diesel::QueryableByName)]
+            struct Sql {
+                #[diesel(sql_type = diesel::sql_types::Text)]
+                sql: String,
+            }
+            diesel::sql_query("SELECT sql FROM sqlite_master WHERE name = 'sessions'")
+                .get_result::<Sql>(conn)
+                .unwrap()
+                .sql
+        };
+        assert!(layout(&mut conn).contains("WITHOUT ROWID"));
+
+        conn.run_pending_migrations(SQLITE_MIGRATIONS).unwrap();
+        assert!(!layout(&mut conn).contains("WITHOUT ROWID"));
+        assert_eq!(sessions(&mut conn), before);
+        conn.revert_last_migration(SQLITE_MIGRATIONS).unwrap();
+        assert!(layout(&mut conn).contains("WITHOUT ROWID"));
+        assert_eq!(sessions(&mut conn), before);
+    }
+}

@@ -50,6 +50,14 @@ pub(crate) fn delete_all(conn: &mut DbConnection, user_id: &str) -> CoreResult<(
     Ok(())
 }
 
+/// 32 hex digits, the first 10 the creation time in Unix seconds: new ids go to the end
+/// of the `sessions_id` index rather than to a random leaf (see the migration
+/// `sessions_in_insertion_order`); the other 88 bits are random, for uniqueness. Not a
+/// secret: the tokens are.
+fn new_session_id(inner: &Inner) -> String {
+    format!("{:010x}{}", inner.now(), random_hex(inner.rng(), 11))
+}
+
 /// Creates a session row; call inside the write transaction that completed the login.
 pub(crate) fn create(
     inner: &Inner,
@@ -58,7 +66,7 @@ pub(crate) fn create(
     user: User,
     mfa: bool,
 ) -> CoreResult<Session> {
-    let id = random_hex(inner.rng(), 16);
+    let id = new_session_id(inner);
     let token = random_hex(inner.rng(), 32);
     let csrf = random_hex(inner.rng(), 32);
     let ttl = inner.cfg.refresh_token_ttl;
@@ -75,7 +83,7 @@ pub(crate) fn create_opaque(
     mfa: bool,
     ttl: i64,
 ) -> CoreResult<Session> {
-    let id = random_hex(inner.rng(), 16);
+    let id = new_session_id(inner);
     let token = random_hex(inner.rng(), 16);
     insert(inner, conn, origin, (id, user), mfa, token, None, ttl)
 }
