@@ -74,6 +74,10 @@ impl Clock for ShiftedClock {
     }
 }
 
+/// Users seeded at once: enough for full group-commit batches on SQLite (a million
+/// users seed in minutes, not half an hour).
+const SEED_CONCURRENCY: usize = 64;
+
 async fn seed(core: &Core, clock: &ShiftedClock, n: usize) -> Vec<(String, Vec<u8>)> {
     clock.0.store(-90, Ordering::Relaxed);
     let origin = Origin::new("ucloud", None);
@@ -110,7 +114,7 @@ async fn seed(core: &Core, clock: &ShiftedClock, n: usize) -> Vec<(String, Vec<u
                 (challenge.expect("active factor"), secret)
             }
         })
-        .buffer_unordered(8)
+        .buffer_unordered(SEED_CONCURRENCY)
         .collect()
         .await;
     clock.0.store(0, Ordering::Relaxed);
@@ -138,9 +142,14 @@ fn status_mib(field: &str) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-/// The SQLite WAL's size in MiB (0 for PostgreSQL or no WAL yet).
+/// The size in MiB of a file of the SQLite database: `""` the database, `"-wal"` its WAL
+/// (0 for PostgreSQL, or no such file yet).
+fn file_mib(database_url: &str, suffix: &str) -> f64 {
+    std::fs::metadata(format!("{database_url}{suffix}")).map_or(0.0, |m| m.len() as f64 / 1048576.0)
+}
+
 fn wal_mib(database_url: &str) -> f64 {
-    std::fs::metadata(format!("{database_url}-wal")).map_or(0.0, |m| m.len() as f64 / 1048576.0)
+    file_mib(database_url, "-wal")
 }
 
 /// Answers of the second being measured: latency and success.
@@ -190,10 +199,9 @@ fn main() {
     if let Some(size) = args.pool_size {
         cfg.pool_size = size;
     }
-    if args.serve {
-        // The challenges must outlive the seeding and every step the file has codes for.
-        cfg.challenge_ttl = cfg.challenge_ttl.max(3600 + 30 * i64::from(args.steps));
-    }
+    // The challenges must outlive the seeding (minutes for a million users) and, when
+    // serving, every step the request file has codes for.
+    cfg.challenge_ttl = cfg.challenge_ttl.max(3 * 3600 + 30 * i64::from(args.steps));
     let core = Core::open(cfg, clock.clone(), Arc::new(OsRandom)).expect("open database");
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -205,10 +213,11 @@ fn main() {
     let started = Instant::now();
     let challenges = runtime.block_on(seed(&core, &clock, args.users));
     println!(
-        "backend: {:?}; seeded {} users with active TOTP and a login challenge in {:.1} s",
+        "backend: {:?}; seeded {} users with active TOTP and a login challenge in {:.1} s; database {:.1} MiB",
         core.backend(),
         challenges.len(),
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        file_mib(&database_url, "")
     );
     if let Some(path) = &args.requests_file {
         serve(&args, path, core, challenges, dir.path(), &database_url);
@@ -309,9 +318,10 @@ fn main() {
         100.0 * ok as f64 / results.len().max(1) as f64
     );
     println!(
-        "peak RSS {:.1} MiB (server and client in one process); WAL at the end {:.1} MiB",
+        "peak RSS {:.1} MiB (server and client in one process); WAL at the end {:.1} MiB; database {:.1} MiB",
         status_mib("VmHWM:"),
-        wal_mib(&database_url)
+        wal_mib(&database_url),
+        file_mib(&database_url, "")
     );
     if let Some(cpu) = cpu {
         println!(
