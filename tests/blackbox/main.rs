@@ -1,5 +1,7 @@
 //! Black-box tests: the real `twofa` binary, driven over HTTP, on SQLite and PostgreSQL.
 
+#[path = "../support/ports.rs"]
+mod ports;
 #[path = "../support/postgres.rs"]
 mod postgres;
 

@@ -4,6 +4,8 @@
 //! core, opened afresh on the same database, must know the session of every answer that
 //! was acknowledged (its refresh token works) and refuse that challenge a second time.
 
+#[path = "../../../tests/support/ports.rs"]
+mod ports;
 #[path = "../../../tests/support/postgres.rs"]
 mod postgres;
 
@@ -89,16 +91,11 @@ fn answer_until_killed(url: String, requests: Arc<Vec<Request>>, next: &AtomicUs
 fn kill_during_answers(database_url: &str) {
     let dir = tempfile::tempdir().unwrap();
     let requests_file = dir.path().join("requests.txt");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let mut bench = Command::new(env!("CARGO_BIN_EXE_twofa-bench"))
         .args(["--serve", "--users", &USERS.to_string()])
         .arg("--requests-file")
         .arg(&requests_file)
-        .args(["--bind", &format!("127.0.0.1:{port}")])
+        .args(["--bind", &format!("127.0.0.1:{}", ports::free_port())])
         .args(["--database-url", database_url])
         // Its own temporary directory, which SIGKILL leaves behind, inside ours.
         .env("TMPDIR", dir.path())
