@@ -8,7 +8,7 @@ use twofa_core::query::{Condition, Op, Page, QuerySpec, Sort, TotpField};
 use twofa_core::{
     otp, Actor, ChallengeOutcome, Clock, CodeFormat, CodeLogin, CodePurpose, Core, CoreConfig,
     CoreError, FactorState, LoginStep, ManualClock, NewUser, OptOut, Origin, Password,
-    SeededRandom, SignIn, SmsLogin, Template, TotpFactorInfo, User,
+    SeededRandom, Session, SignIn, SmsLogin, Template, TotpFactorInfo, User,
 };
 
 /// 2026-01-01T00:00:10Z: ten seconds into a TOTP step.
@@ -146,6 +146,19 @@ impl Env {
         {
             LoginStep::SecondFactor { challenge_id, .. } => challenge_id,
             LoginStep::Complete(_) => panic!("expected a second-factor challenge"),
+        }
+    }
+
+    /// Logs `name` in with their password (`<name>-pw`), for a user without a second factor.
+    async fn logged_in(&self, name: &str) -> Session {
+        match self
+            .core
+            .password_login(origin(), name.into(), format!("{name}-pw").into(), None)
+            .await
+            .unwrap()
+        {
+            LoginStep::Complete(session) => session,
+            LoginStep::SecondFactor { .. } => panic!("{name} has a second factor"),
         }
     }
 
@@ -482,14 +495,7 @@ async fn password_lockout(e: Env) {
 
 async fn sessions_refresh_and_revoke(e: Env) {
     e.user("ivan", false).await;
-    let LoginStep::Complete(session) = e
-        .core
-        .password_login(origin(), "ivan".into(), "ivan-pw".into(), None)
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let session = e.logged_in("ivan").await;
     let csrf = session.csrf_token.clone().unwrap();
     let r = e
         .core
@@ -540,14 +546,7 @@ async fn sessions_refresh_and_revoke(e: Env) {
 
     // Session ids (32 hex digits) begin with their creation time, so they sort by it.
     e.clock.advance(1);
-    let LoginStep::Complete(later) = e
-        .core
-        .password_login(origin(), "ivan".into(), "ivan-pw".into(), None)
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let later = e.logged_in("ivan").await;
     for id in [&session.id, &later.id] {
         assert!(
             id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
@@ -605,14 +604,7 @@ async fn no_plaintext_secrets_on_disk(e: Env) {
         .await
         .unwrap();
     let raw = otp::secret_from_base32(&setup.secret_base32).unwrap();
-    let LoginStep::Complete(session) = e
-        .core
-        .password_login(origin(), "leo".into(), "leo-pw".into(), None)
-        .await
-        .unwrap()
-    else {
-        panic!()
-    };
+    let session = e.logged_in("leo").await;
     let mut bytes = std::fs::read(&file).unwrap();
     bytes.extend(std::fs::read(file.with_extension("sqlite3-wal")).unwrap_or_default());
     let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
@@ -1752,14 +1744,7 @@ async fn key_rotation(e: Env) {
         .store_job_result(origin(), "the result".into(), 60)
         .await
         .unwrap();
-    let LoginStep::Complete(session) = e
-        .core
-        .password_login(origin(), "olga".into(), "olga-pw".into(), None)
-        .await
-        .unwrap()
-    else {
-        panic!("olga has no second factor yet")
-    };
+    let session = e.logged_in("olga").await;
     let old_token = e
         .core
         .access_token(&session, "test", Default::default())

@@ -272,35 +272,30 @@ mod tests {
                     ('h1', 's1', 'u1', 'ucloud', 'c1', 10, 100, FALSE, 0);",
         )
         .unwrap();
+        #[derive(diesel::QueryableByName)]
+        struct Text {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            text: String,
+        }
         let sessions = |conn: &mut SqliteConnection| -> Vec<String> {
-            #[derive(diesel::QueryableByName)]
-            struct Row {
-                #[diesel(sql_type = diesel::sql_types::Text)]
-                row: String,
-            }
             diesel::sql_query(
                 "SELECT refresh_hash || id || user_id || dialect || COALESCE(csrf_hash, '-')
-                     || created_at || expires_at || revoked || generation AS row
+                     || created_at || expires_at || revoked || generation AS text
                  FROM sessions ORDER BY refresh_hash",
             )
-            .load::<Row>(conn)
+            .load::<Text>(conn)
             .unwrap()
             .into_iter()
-            .map(|r| r.row)
+            .map(|r| r.text)
             .collect()
         };
         let before = sessions(&mut conn);
         assert_eq!(before.len(), 2);
         let layout = |conn: &mut SqliteConnection| {
-            #[derive(diesel::QueryableByName)]
-            struct Sql {
-                #[diesel(sql_type = diesel::sql_types::Text)]
-                sql: String,
-            }
-            diesel::sql_query("SELECT sql FROM sqlite_master WHERE name = 'sessions'")
-                .get_result::<Sql>(conn)
+            diesel::sql_query("SELECT sql AS text FROM sqlite_master WHERE name = 'sessions'")
+                .get_result::<Text>(conn)
                 .unwrap()
-                .sql
+                .text
         };
         assert!(layout(&mut conn).contains("WITHOUT ROWID"));
 
