@@ -146,17 +146,38 @@ fn refuse_if_locked(row: &Row, now: i64) -> CoreResult<()> {
     Ok(())
 }
 
-/// Holds `key`'s counter until the transaction ends; `Err(Locked)` while it is locked.
+/// Holds `key`'s counter until the transaction ends; `Err(Locked)` while it is locked,
+/// else whether it has failures or lockouts on record (that a success must clear).
 /// On PostgreSQL that takes the row's lock (an upsert, so that a first attempt has a
 /// row to lock). A SQLite write transaction already excludes every other writer
-/// (`BEGIN IMMEDIATE`, or the group-commit thread), so there a read holds it, and an
-/// accepted code writes nothing to `throttles` (the upsert and the `clear` after it
-/// were two writes and an SQL parse on every answer).
-fn hold(conn: &mut DbConnection, key: &str, now: i64) -> CoreResult<()> {
-    match conn {
-        DbConnection::Sqlite(_) => check(conn, key, now),
-        DbConnection::Postgresql(_) => refuse_if_locked(&upsert(conn, key, now, 0)?, now),
-    }
+/// (`BEGIN IMMEDIATE`, or the group-commit thread), so there a read holds it. Either
+/// way an accepted code after a clean record writes nothing more to `throttles`.
+fn hold(conn: &mut DbConnection, key: &str, now: i64) -> CoreResult<bool> {
+    let row = match conn {
+        DbConnection::Sqlite(_) => {
+            let found: Option<(i32, i32, i64)> = throttles::table
+                .find(key)
+                .select((
+                    throttles::failures,
+                    throttles::lockouts,
+                    throttles::locked_until,
+                ))
+                .get_result(conn)
+                .optional()?;
+            let Some((failures, lockouts, locked_until)) = found else {
+                return Ok(false);
+            };
+            Row {
+                failures,
+                window_start: 0,
+                lockouts,
+                locked_until,
+            }
+        }
+        DbConnection::Postgresql(_) => upsert(conn, key, now, 0)?,
+    };
+    refuse_if_locked(&row, now)?;
+    Ok(row.failures != 0 || row.lockouts != 0 || row.locked_until != 0)
 }
 
 /// Counts one failure of a held key; returns the lockout end when it caused a lockout.
@@ -303,15 +324,20 @@ pub(crate) fn code_attempt<T>(
     let key = codes_key(user.id);
     let now = inner.now();
     write_tx(conn, |conn| {
-        if let Err(e) = hold(conn, &key, now) {
-            if matches!(e, CoreError::Locked { .. }) {
-                metrics::verification(origin, factor, Outcome::LockedOut);
+        let recorded = match hold(conn, &key, now) {
+            Ok(recorded) => recorded,
+            Err(e) => {
+                if matches!(e, CoreError::Locked { .. }) {
+                    metrics::verification(origin, factor, Outcome::LockedOut);
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
+        };
         match check(conn)? {
             Attempt::Accepted(value) => {
-                clear(conn, &key)?;
+                if recorded {
+                    clear(conn, &key)?;
+                }
                 Ok(Ok(value))
             }
             Attempt::Rejected(why) => {
