@@ -3,6 +3,7 @@
 use diesel::prelude::*;
 use serde::Serialize;
 
+use crate::db::deferred_audit::{self, AuditRow};
 use crate::db::schema::audit_log;
 use crate::db::DbConnection;
 use crate::{Core, CoreResult, Inner, Origin};
@@ -19,19 +20,6 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
-/// NULLs are bound rather than left out, so the statement is one cacheable shape.
-#[derive(Insertable)]
-#[diesel(table_name = audit_log, treat_none_as_null = true)]
-struct NewEvent<'a> {
-    at: i64,
-    event: &'a str,
-    user_id: Option<&'a str>,
-    username: Option<&'a str>,
-    dialect: &'a str,
-    ip: Option<&'a str>,
-    detail: Option<&'a str>,
-}
-
 /// Who an event is about: pass `&User`, `&UserRow`, or `None` for no one.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Subject<'a> {
@@ -39,7 +27,8 @@ pub(crate) struct Subject<'a> {
     pub(crate) name: &'a str,
 }
 
-/// Writes one event. Never given a secret: details name outcomes, not codes.
+/// Records one event, written with the COMMIT of the transaction it is recorded in (see
+/// `db::deferred_audit`). Never given a secret: details name outcomes, not codes.
 pub(crate) fn record<'a>(
     inner: &Inner,
     conn: &mut DbConnection,
@@ -49,17 +38,16 @@ pub(crate) fn record<'a>(
     detail: Option<&str>,
 ) -> CoreResult<()> {
     let subject = subject.into().map(|s| (s.id, s.name));
-    diesel::insert_into(audit_log::table)
-        .values(NewEvent {
-            at: inner.now(),
-            event,
-            user_id: subject.map(|s| s.0),
-            username: subject.map(|s| s.1),
-            dialect: &origin.dialect,
-            ip: origin.ip.as_deref(),
-            detail,
-        })
-        .execute(conn)?;
+    let row = AuditRow {
+        at: inner.now(),
+        event: event.to_owned(),
+        user_id: subject.map(|s| s.0.to_owned()),
+        username: subject.map(|s| s.1.to_owned()),
+        dialect: origin.dialect.clone(),
+        ip: origin.ip.clone(),
+        detail: detail.map(str::to_owned),
+    };
+    deferred_audit::add(conn, row)?;
     tracing::debug!(event, user = subject.map(|s| s.1), dialect = %origin.dialect, ip = origin.ip.as_deref(), detail, "audit");
     Ok(())
 }

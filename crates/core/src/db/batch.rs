@@ -10,7 +10,7 @@ use std::cell::Cell;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use super::{DbConnection, PooledDb};
+use super::{deferred_audit, DbConnection, PooledDb};
 use crate::error::CoreError;
 
 /// Called once the batch's COMMIT is done, with its outcome.
@@ -125,9 +125,12 @@ fn run_batch(conn: &mut DbConnection, batch: Vec<Job>) {
     let completions: Vec<Completion> = batch.into_iter().map(|job| job(conn)).collect();
     IN_BATCH.with(|b| b.set(false));
     let committed = began
-        .and_then(|_| conn.batch_execute("COMMIT"))
+        .map_err(CoreError::from)
+        .and_then(|_| deferred_audit::flush(conn))
+        .and_then(|_| Ok(conn.batch_execute("COMMIT")?))
         .map_err(|e| e.to_string());
     if committed.is_err() {
+        deferred_audit::discard();
         let _ = conn.batch_execute("ROLLBACK");
     }
     crate::metrics::batch(jobs, started.elapsed());

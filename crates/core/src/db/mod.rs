@@ -6,6 +6,7 @@
 //! anew, on every run (a sixth of the database thread in profiles).
 
 pub(crate) mod batch;
+pub(crate) mod deferred_audit;
 pub mod schema;
 
 use diesel::connection::SimpleConnection;
@@ -176,20 +177,19 @@ fn savepoint<T>(
 ) -> Result<T, CoreError> {
     use diesel::RunQueryDsl;
     Savepoint {}.execute(conn)?;
+    let audit_mark = deferred_audit::mark();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
+    if !matches!(outcome, Ok(Ok(_))) {
+        deferred_audit::rollback_to(audit_mark);
+        let _ = conn.batch_execute("ROLLBACK TO write_tx; RELEASE write_tx");
+    }
     match outcome {
         Ok(Ok(value)) => {
             ReleaseSavepoint {}.execute(conn)?;
             Ok(value)
         }
-        Ok(Err(e)) => {
-            let _ = conn.batch_execute("ROLLBACK TO write_tx; RELEASE write_tx");
-            Err(e)
-        }
-        Err(panic) => {
-            let _ = conn.batch_execute("ROLLBACK TO write_tx; RELEASE write_tx");
-            std::panic::resume_unwind(panic)
-        }
+        Ok(Err(e)) => Err(e),
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 
@@ -208,7 +208,7 @@ pub fn write_tx<T>(
     conn: &mut DbConnection,
     f: impl FnOnce(&mut DbConnection) -> Result<T, CoreError>,
 ) -> Result<T, CoreError> {
-    if batch::in_batch() || IN_TX.with(std::cell::Cell::get) {
+    if in_transaction() {
         return savepoint(conn, f);
     }
     let begin = match conn {
@@ -220,21 +220,35 @@ pub fn write_tx<T>(
     IN_TX.with(|t| t.set(true));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
     IN_TX.with(|t| t.set(false));
+    let outcome = match outcome {
+        Ok(Ok(value)) => match deferred_audit::flush(conn) {
+            Ok(()) => Ok(Ok(value)),
+            Err(e) => Ok(Err(e)),
+        },
+        other => other,
+    };
     match outcome {
         Ok(Ok(value)) => {
             conn.batch_execute("COMMIT")?;
             Ok(value)
         }
         Ok(Err(e)) => {
+            deferred_audit::discard();
             // The original error matters more than a failed rollback.
             let _ = conn.batch_execute("ROLLBACK");
             Err(e)
         }
         Err(panic) => {
+            deferred_audit::discard();
             let _ = conn.batch_execute("ROLLBACK");
             std::panic::resume_unwind(panic)
         }
     }
+}
+
+/// Whether this thread has a transaction open (its own, or a group-commit batch's).
+pub(crate) fn in_transaction() -> bool {
+    batch::in_batch() || IN_TX.with(std::cell::Cell::get)
 }
 
 #[cfg(test)]
