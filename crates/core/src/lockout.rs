@@ -155,21 +155,22 @@ fn refuse_if_locked(row: &Row, now: i64) -> CoreResult<()> {
 fn hold(conn: &mut DbConnection, key: &str, now: i64) -> CoreResult<bool> {
     let row = match conn {
         DbConnection::Sqlite(_) => {
-            let found: Option<(i32, i32, i64)> = throttles::table
+            let found = throttles::table
                 .find(key)
                 .select((
                     throttles::failures,
+                    throttles::window_start,
                     throttles::lockouts,
                     throttles::locked_until,
                 ))
                 .get_result(conn)
                 .optional()?;
-            let Some((failures, lockouts, locked_until)) = found else {
+            let Some((failures, window_start, lockouts, locked_until)) = found else {
                 return Ok(false);
             };
             Row {
                 failures,
-                window_start: 0,
+                window_start,
                 lockouts,
                 locked_until,
             }
