@@ -218,31 +218,23 @@ pub fn write_tx<T>(
     conn.batch_execute(begin)?;
     // A panic must not hand a connection with an open transaction back to the pool.
     IN_TX.with(|t| t.set(true));
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)));
+    // The waiting audit rows go in last, inside the transaction.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        f(conn).and_then(|value| deferred_audit::flush(conn).map(|()| value))
+    }));
     IN_TX.with(|t| t.set(false));
-    let outcome = match outcome {
-        Ok(Ok(value)) => match deferred_audit::flush(conn) {
-            Ok(()) => Ok(Ok(value)),
-            Err(e) => Ok(Err(e)),
-        },
-        other => other,
-    };
+    if !matches!(outcome, Ok(Ok(_))) {
+        deferred_audit::discard();
+        // The original error matters more than a failed rollback.
+        let _ = conn.batch_execute("ROLLBACK");
+    }
     match outcome {
         Ok(Ok(value)) => {
             conn.batch_execute("COMMIT")?;
             Ok(value)
         }
-        Ok(Err(e)) => {
-            deferred_audit::discard();
-            // The original error matters more than a failed rollback.
-            let _ = conn.batch_execute("ROLLBACK");
-            Err(e)
-        }
-        Err(panic) => {
-            deferred_audit::discard();
-            let _ = conn.batch_execute("ROLLBACK");
-            std::panic::resume_unwind(panic)
-        }
+        Ok(Err(e)) => Err(e),
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 
