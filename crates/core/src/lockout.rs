@@ -109,7 +109,9 @@ pub fn codes_key(user_id: &str) -> String {
     format!("codes:{user_id}")
 }
 
-#[derive(Debug, QueryableByName)]
+/// A counter as stored: read by key (`Selectable`) or returned by the upsert's SQL.
+#[derive(Debug, Queryable, Selectable, QueryableByName)]
+#[diesel(table_name = throttles)]
 struct Row {
     #[diesel(sql_type = Integer)]
     failures: i32,
@@ -154,31 +156,23 @@ fn refuse_if_locked(row: &Row, now: i64) -> CoreResult<()> {
 /// way an accepted code after a clean record writes nothing more to `throttles`.
 fn hold(conn: &mut DbConnection, key: &str, now: i64) -> CoreResult<bool> {
     let row = match conn {
-        DbConnection::Sqlite(_) => {
-            let found = throttles::table
-                .find(key)
-                .select((
-                    throttles::failures,
-                    throttles::window_start,
-                    throttles::lockouts,
-                    throttles::locked_until,
-                ))
-                .get_result(conn)
-                .optional()?;
-            let Some((failures, window_start, lockouts, locked_until)) = found else {
-                return Ok(false);
-            };
-            Row {
-                failures,
-                window_start,
-                lockouts,
-                locked_until,
-            }
-        }
+        DbConnection::Sqlite(_) => match counter(conn, key)? {
+            Some(row) => row,
+            None => return Ok(false),
+        },
         DbConnection::Postgresql(_) => upsert(conn, key, now, 0)?,
     };
     refuse_if_locked(&row, now)?;
     Ok(row.failures != 0 || row.lockouts != 0 || row.locked_until != 0)
+}
+
+/// The key's counter, if it has one (a read, no lock).
+fn counter(conn: &mut DbConnection, key: &str) -> CoreResult<Option<Row>> {
+    Ok(throttles::table
+        .find(key)
+        .select(Row::as_select())
+        .get_result(conn)
+        .optional()?)
 }
 
 /// Counts one failure of a held key; returns the lockout end when it caused a lockout.
@@ -226,16 +220,9 @@ fn record_failure(
 
 /// `Err(Locked)` while `key` is locked out at `now` (a read: see [`record`]).
 pub(crate) fn check(conn: &mut DbConnection, key: &str, now: i64) -> CoreResult<()> {
-    let locked_until: Option<i64> = throttles::table
-        .find(key)
-        .select(throttles::locked_until)
-        .get_result(conn)
-        .optional()?;
-    match locked_until {
-        Some(until) if until > now => Err(CoreError::Locked {
-            retry_after: until - now,
-        }),
-        _ => Ok(()),
+    match counter(conn, key)? {
+        Some(row) => refuse_if_locked(&row, now),
+        None => Ok(()),
     }
 }
 
