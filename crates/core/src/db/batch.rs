@@ -78,7 +78,7 @@ impl Batcher {
                     std::thread::sleep(WAL_POLL);
                     let size = checkpointer_wal_size();
                     // Past the limit it is the writer's turn: a pass of ours would hold
-                    // the checkpoint lock its truncation needs.
+                    // the checkpoint lock its restart needs.
                     let due = last.elapsed() >= CHECKPOINT_EVERY || size > wal_limit / 4;
                     if size > wal_limit || !due {
                         continue;
