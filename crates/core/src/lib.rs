@@ -78,7 +78,8 @@ pub struct CoreConfig {
     /// How messages with codes are delivered.
     pub mail: delivery::MailConfig,
     pub sms: delivery::SmsConfig,
-    /// SQLite: the WAL size in bytes past which the writer truncates it (see `db::batch`).
+    /// SQLite: the bytes of WAL frames in use past which the writer restarts the WAL
+    /// (see `db::batch`).
     pub wal_limit: u64,
 }
 

@@ -98,8 +98,8 @@ impl Batcher {
                     let mut batch = vec![first];
                     batch.extend(queue.try_iter().take(MAX_BATCH - 1));
                     run_batch(&mut conn, batch);
-                    // One read of the WAL index per batch. While a background pass is running this
-                    // returns at once (busy) and the next batch tries again.
+                    // One read of the WAL index per batch. While a background pass is
+                    // running this returns at once (busy) and the next batch tries again.
                     if wal_size() > wal_limit {
                         if let Err(e) = conn.batch_execute("PRAGMA wal_checkpoint(RESTART)") {
                             tracing::warn!(error = %e, "WAL restart failed");
@@ -184,8 +184,9 @@ mod tests {
         log: i32,
     }
 
-    /// The frames read from the WAL index are the frames SQLite itself counts, and a
-    /// RESTART checkpoint makes the next write use the WAL from its start.
+    /// The frames read from the WAL index are the frames SQLite itself counts, and once
+    /// every frame is copied back the next write uses the WAL from its start, so the
+    /// count falls with it (the file's size would not).
     #[test]
     fn wal_in_use_counts_the_frames_sqlite_counts() {
         let dir = tempfile::tempdir().unwrap();
