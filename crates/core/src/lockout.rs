@@ -13,11 +13,11 @@
 //!   check together; how many can is bounded by how many argon2 checks run at once.
 
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer, Text};
+use diesel::sql_types::{BigInt, Integer};
 
 use crate::audit::{self, Subject};
 use crate::db::schema::throttles;
-use crate::db::{write_tx, DbConnection};
+use crate::db::{cached_statement, write_tx, DbConnection};
 use crate::metrics::{self, Factor, Outcome};
 use crate::{CoreError, CoreResult, Inner, Origin};
 
@@ -123,20 +123,18 @@ struct Row {
     locked_until: i64,
 }
 
-/// Creates the key's row if needed and adds `failures` to it, in one statement that
-/// takes the row lock on PostgreSQL (held until the transaction ends). diesel's
-/// MultiBackend has no `on_conflict`; both backends take this SQL and `$n`.
+// Creates the key's row if needed and adds `failures` to it, in one statement that
+// takes the row lock on PostgreSQL (held until the transaction ends). diesel's
+// MultiBackend has no `on_conflict`; both backends take this SQL.
+cached_statement!(Upsert { key: String, failures: i32, now: i64 } =>
+    "INSERT INTO throttles (key, failures, window_start, lockouts, locked_until) VALUES (",
+    (key: Text), ", ", (failures: Integer), ", ", (now: BigInt), ", 0, 0) \
+     ON CONFLICT (key) DO UPDATE SET failures = throttles.failures + ", (failures: Integer),
+    " RETURNING failures, window_start, lockouts, locked_until");
+
 fn upsert(conn: &mut DbConnection, key: &str, now: i64, failures: i32) -> CoreResult<Row> {
-    Ok(diesel::sql_query(
-        "INSERT INTO throttles (key, failures, window_start, lockouts, locked_until) \
-         VALUES ($1, $2, $3, 0, 0) \
-         ON CONFLICT (key) DO UPDATE SET failures = throttles.failures + $2 \
-         RETURNING failures, window_start, lockouts, locked_until",
-    )
-    .bind::<Text, _>(key)
-    .bind::<Integer, _>(failures)
-    .bind::<BigInt, _>(now)
-    .get_result(conn)?)
+    let key = key.to_owned();
+    Ok(Upsert { key, failures, now }.get_result(conn)?)
 }
 
 fn refuse_if_locked(row: &Row, now: i64) -> CoreResult<()> {

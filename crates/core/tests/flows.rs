@@ -327,6 +327,58 @@ async fn one_challenge_one_login(e: Env) {
     }
 }
 
+/// What an answered login challenge leaves: a session whose refresh and CSRF tokens
+/// work, the service it was started for, and the audit trail of the code and the login,
+/// in that order (on PostgreSQL one statement writes them all, see `one_statement.rs`).
+async fn answered_challenge_leaves_session_and_audit(e: Env) {
+    let u = e.user("lena", false).await;
+    let secret = e.enroll(&u).await;
+    let challenge = e.login_challenge(&u).await;
+    let outcome = e.answer(&challenge, &e.code(&secret, 0)).await.unwrap();
+    let ChallengeOutcome::LoggedIn { session, service } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(service.as_deref(), Some("web"));
+    assert!(session.mfa);
+    assert_eq!(
+        session.expires_at,
+        e.clock.now() + CoreConfig::new("", [0; 32], vec![]).refresh_token_ttl
+    );
+    let csrf = session.csrf_token.clone().unwrap();
+    let refreshed = e
+        .core
+        .refresh_session(origin(), session.refresh_token.clone(), Some(csrf))
+        .await
+        .unwrap();
+    assert_eq!(refreshed.id, session.id);
+    assert_eq!(refreshed.user.id, u.id);
+    let log = e.core.audit_events(Some("lena".into()), 3).await.unwrap();
+    let newest: Vec<_> = log
+        .iter()
+        .map(|ev| (ev.event.as_str(), ev.detail.as_deref()))
+        .collect();
+    assert_eq!(
+        newest[..2],
+        [
+            ("login", Some("two factors")),
+            ("code.accepted", Some("login"))
+        ]
+    );
+    for ev in &log[..2] {
+        assert_eq!(ev.user_id.as_deref(), Some(u.id.as_str()));
+        assert_eq!(
+            (ev.dialect.as_str(), ev.ip.as_deref()),
+            ("test", Some("192.0.2.1"))
+        );
+        assert_eq!(ev.at, e.clock.now());
+    }
+    // The challenge is used up, and so is the code's step.
+    assert!(matches!(
+        e.answer(&challenge, &e.code(&secret, 0)).await,
+        Err(CoreError::InvalidChallenge)
+    ));
+}
+
 async fn challenges_expire(e: Env) {
     let u = e.user("erin", false).await;
     let secret = e.enroll(&u).await;
@@ -1943,6 +1995,7 @@ on_both_backends!(
     codes_are_single_use,
     concurrent_answers_with_one_code,
     one_challenge_one_login,
+    answered_challenge_leaves_session_and_audit,
     challenges_expire,
     setup_is_replaced_and_expires,
     code_lockout_grows_and_resets,

@@ -124,16 +124,18 @@ fn migrate(conn: &mut DbConnection) -> Result<(), CoreError> {
 
 /// A fixed SQL statement as a type of its own, so diesel prepares it once and keeps it in
 /// its statement cache. `batch_execute` parses its text on every call (for the two
-/// savepoint commands of every job, a tenth of the database thread's time), and diesel
-/// marks every `UpdateStatement` unsafe to cache (its SET list may vary), so the UPDATEs
-/// of every answer were parsed anew on each run. Each use declares its own type, since
-/// the statement cache knows a statement by its type alone. Binds are `Text` (a
-/// `String`) or `BigInt` (an `i64`):
+/// savepoint commands of every job, a tenth of the database thread's time), diesel marks
+/// every `UpdateStatement` unsafe to cache (its SET list may vary), and `sql_query` is
+/// never cached, so those were parsed anew on each run. Each use declares its own type,
+/// since the statement cache knows a statement by its type alone. A part is SQL text,
+/// a bind (`(field: SqlType)`, of `diesel::sql_types`), or another cached statement held
+/// in a field (`[field]`), so that a statement built of others repeats none of their
+/// rules. Rows come back with `get_result`/`load` into a `QueryableByName`:
 /// `cached_statement!(Name { a: String, b: i64 } => "… ", (a: Text), " … ", (b: BigInt));`
 macro_rules! cached_statement {
     ($name:ident { $($field:ident: $ty:ty),* $(,)? } => $($part:tt),+ $(,)?) => {
-        struct $name {
-            $($field: $ty),*
+        pub(crate) struct $name {
+            $(pub(crate) $field: $ty),*
         }
 
         impl diesel::query_builder::QueryId for $name {
@@ -141,18 +143,26 @@ macro_rules! cached_statement {
             const HAS_STATIC_QUERY_ID: bool = true;
         }
 
+        impl diesel::query_builder::Query for $name {
+            type SqlType = diesel::sql_types::Untyped;
+        }
+
         impl<DB> diesel::query_builder::QueryFragment<DB> for $name
         where
             DB: diesel::backend::Backend
                 + diesel::sql_types::HasSqlType<diesel::sql_types::Text>
-                + diesel::sql_types::HasSqlType<diesel::sql_types::BigInt>,
+                + diesel::sql_types::HasSqlType<diesel::sql_types::BigInt>
+                + diesel::sql_types::HasSqlType<diesel::sql_types::Integer>,
             String: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
             i64: diesel::serialize::ToSql<diesel::sql_types::BigInt, DB>,
+            i32: diesel::serialize::ToSql<diesel::sql_types::Integer, DB>,
         {
             fn walk_ast<'b>(
                 &'b self,
                 mut out: diesel::query_builder::AstPass<'_, 'b, DB>,
             ) -> diesel::QueryResult<()> {
+                #[allow(unused_imports)]
+                use diesel::sql_types::*;
                 $(cached_statement!(@part self, out, $part);)+
                 Ok(())
             }
@@ -160,11 +170,14 @@ macro_rules! cached_statement {
 
         impl<C> diesel::RunQueryDsl<C> for $name {}
     };
-    (@part $self:ident, $out:ident, $sql:literal) => {
-        $out.push_sql($sql);
+    (@part $self:ident, $out:ident, ($field:ident: $st:ty)) => {
+        $out.push_bind_param::<$st, _>(&$self.$field)?;
     };
-    (@part $self:ident, $out:ident, ($field:ident: $st:ident)) => {
-        $out.push_bind_param::<diesel::sql_types::$st, _>(&$self.$field)?;
+    (@part $self:ident, $out:ident, [$field:ident]) => {
+        diesel::query_builder::QueryFragment::<DB>::walk_ast(&$self.$field, $out.reborrow())?;
+    };
+    (@part $self:ident, $out:ident, $sql:expr) => {
+        $out.push_sql($sql);
     };
 }
 pub(crate) use cached_statement;

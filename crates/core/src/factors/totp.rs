@@ -171,6 +171,9 @@ impl PendingFactor {
     }
 }
 
+/// The audit event of an accepted code.
+pub(crate) const ACCEPTED: &str = "code.accepted";
+
 // The single-use rule of every code of an active factor, one cached statement.
 cached_statement!(TakeStep { factor_id: String, step: i64 } =>
     "UPDATE totp_factors SET last_step = ", (step: BigInt), " WHERE id = ", (factor_id: Text),
@@ -225,18 +228,33 @@ pub(crate) fn verify<T>(
     (activate, what): (bool, &str),
     then: impl FnOnce(&mut DbConnection) -> CoreResult<T>,
 ) -> CoreResult<T> {
-    let who = (user.subject(), Factor::Totp);
-    lockout::code_attempt(inner, conn, origin, who, |conn| {
-        check(
+    verify_with(inner, conn, origin, user, factor, code, |conn, step| {
+        take(
             inner,
             conn,
             origin,
             user,
             factor,
-            code,
+            step,
             (activate, what),
             then,
         )
+    })
+}
+
+/// [`verify`] with the matched step's effects done by `take` (see [`check_with`]).
+pub(crate) fn verify_with<T>(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    origin: &Origin,
+    user: &UserRow,
+    factor: &Sealed,
+    code: &str,
+    take: impl FnOnce(&mut DbConnection, i64) -> CoreResult<Option<T>>,
+) -> CoreResult<T> {
+    let who = (user.subject(), Factor::Totp);
+    lockout::code_attempt(inner, conn, origin, who, |conn| {
+        check_with(inner, conn, origin, factor, code, take)
     })
 }
 
@@ -253,28 +271,71 @@ pub(crate) fn check<T>(
     (activate, what): (bool, &str),
     then: impl FnOnce(&mut DbConnection) -> CoreResult<T>,
 ) -> CoreResult<Attempt<T>> {
+    check_with(inner, conn, origin, factor, code, |conn, step| {
+        take(
+            inner,
+            conn,
+            origin,
+            user,
+            factor,
+            step,
+            (activate, what),
+            then,
+        )
+    })
+}
+
+/// Matches `code` against the factor's secret; a match's step goes to `take`, which
+/// takes it with every effect of the code, all or nothing, and returns `None` when the
+/// step was already used (a replay).
+pub(crate) fn check_with<T>(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    origin: &Origin,
+    factor: &Sealed,
+    code: &str,
+    take: impl FnOnce(&mut DbConnection, i64) -> CoreResult<Option<T>>,
+) -> CoreResult<Attempt<T>> {
     let secret = inner.secrets.open(&factor.id, &factor.secret)?;
     let Some(step) = otp::matching_step(&secret, code, inner.now())? else {
         metrics::verification(origin, Factor::Totp, Outcome::Wrong);
         return Ok(Attempt::Rejected("wrong code"));
     };
+    match take(conn, step)? {
+        Some(value) => {
+            metrics::verification(origin, Factor::Totp, Outcome::Accepted);
+            Ok(Attempt::Accepted(value))
+        }
+        None => {
+            metrics::verification(origin, Factor::Totp, Outcome::Replayed);
+            Ok(Attempt::Rejected("code already used"))
+        }
+    }
+}
+
+/// Takes `step` and runs `then`, in a savepoint: a replay (or `then` failing) undoes both.
+#[allow(clippy::too_many_arguments)]
+fn take<T>(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    origin: &Origin,
+    user: &UserRow,
+    factor: &Sealed,
+    step: i64,
+    (activate, what): (bool, &str),
+    then: impl FnOnce(&mut DbConnection) -> CoreResult<T>,
+) -> CoreResult<Option<T>> {
     let taken = write_tx(conn, |conn| {
         take_step(inner, conn, &factor.id, step, activate)?;
-        audit::record(inner, conn, origin, "code.accepted", user, Some(what))?;
+        audit::record(inner, conn, origin, ACCEPTED, user, Some(what))?;
         if activate {
             audit::record(inner, conn, origin, "totp.enrolled", user, None)?;
         }
         then(conn)
     });
     match taken {
-        Ok(value) => {
-            metrics::verification(origin, Factor::Totp, Outcome::Accepted);
-            Ok(Attempt::Accepted(value))
-        }
-        Err(CoreError::IncorrectCode) => {
-            metrics::verification(origin, Factor::Totp, Outcome::Replayed);
-            Ok(Attempt::Rejected("code already used"))
-        }
+        Ok(value) => Ok(Some(value)),
+        Err(CoreError::IncorrectCode) => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -66,11 +66,17 @@ pub(crate) fn create(
     user: User,
     mfa: bool,
 ) -> CoreResult<Session> {
+    let session = new(inner, user, mfa);
+    store(inner, conn, origin, session)
+}
+
+/// The values of a session [`create`] makes (its id and tokens drawn), not stored yet.
+pub(crate) fn new(inner: &Inner, user: User, mfa: bool) -> Session {
     let id = new_session_id(inner);
     let token = random_hex(inner.rng(), 32);
     let csrf = random_hex(inner.rng(), 32);
     let ttl = inner.cfg.refresh_token_ttl;
-    insert(inner, conn, origin, (id, user), mfa, token, Some(csrf), ttl)
+    drawn(inner, (id, user), mfa, token, Some(csrf), ttl)
 }
 
 /// Creates a session identified only by an opaque token of 32 hex digits (ZStack's
@@ -85,29 +91,45 @@ pub(crate) fn create_opaque(
 ) -> CoreResult<Session> {
     let id = new_session_id(inner);
     let token = random_hex(inner.rng(), 16);
-    insert(inner, conn, origin, (id, user), mfa, token, None, ttl)
+    let session = drawn(inner, (id, user), mfa, token, None, ttl);
+    store(inner, conn, origin, session)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn insert(
+fn drawn(
     inner: &Inner,
-    conn: &mut DbConnection,
-    origin: &Origin,
     (id, user): (String, User),
     mfa: bool,
     refresh_token: String,
     csrf_token: Option<String>,
     ttl: i64,
-) -> CoreResult<Session> {
-    let now = inner.now();
-    let session = Session {
+) -> Session {
+    Session {
         id,
         user,
         mfa,
         refresh_token,
         csrf_token,
-        expires_at: now + ttl,
-    };
+        expires_at: inner.now() + ttl,
+    }
+}
+
+/// The audit event of a new session and its detail.
+pub(crate) const LOGIN_EVENT: &str = "login";
+
+pub(crate) fn login_detail(mfa: bool) -> &'static str {
+    if mfa {
+        "two factors"
+    } else {
+        "password only"
+    }
+}
+
+fn store(
+    inner: &Inner,
+    conn: &mut DbConnection,
+    origin: &Origin,
+    session: Session,
+) -> CoreResult<Session> {
     diesel::insert_into(sessions::table)
         .values((
             sessions::id.eq(&session.id),
@@ -115,13 +137,20 @@ fn insert(
             sessions::dialect.eq(&origin.dialect),
             sessions::refresh_hash.eq(hash_token(&session.refresh_token)),
             sessions::csrf_hash.eq(session.csrf_token.as_deref().map(hash_token)),
-            sessions::created_at.eq(now),
+            sessions::created_at.eq(inner.now()),
             sessions::expires_at.eq(session.expires_at),
             sessions::revoked.eq(false),
         ))
         .execute(conn)?;
-    let detail = if mfa { "two factors" } else { "password only" };
-    audit::record(inner, conn, origin, "login", &session.user, Some(detail))?;
+    let detail = login_detail(session.mfa);
+    audit::record(
+        inner,
+        conn,
+        origin,
+        LOGIN_EVENT,
+        &session.user,
+        Some(detail),
+    )?;
     Ok(session)
 }
 

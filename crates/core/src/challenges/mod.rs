@@ -2,7 +2,11 @@
 //! a login challenge completes a login whose password was right. Each is single use,
 //! expires, is answered through the dialect that issued it, and only its hash is
 //! stored. Answering one is a TOTP code check (`factors::totp::verify`: lockout,
-//! single-use step) with the challenge claimed in the same transaction.
+//! single-use step) with the challenge claimed in the same transaction; on PostgreSQL a
+//! login challenge's accepted answer writes everything in one statement
+//! (`one_statement.rs`).
+
+mod one_statement;
 
 use diesel::prelude::*;
 
@@ -130,7 +134,7 @@ fn live(
     }
 }
 
-// The claim of every answer, one cached statement.
+// The claim of every answer, one cached statement (also part of `one_statement`).
 cached_statement!(Claim { id_hash: String, now: i64 } =>
     "UPDATE challenges SET used = TRUE WHERE id_hash = ", (id_hash: Text),
     " AND used = FALSE AND expires_at > ", (now: BigInt));
@@ -222,6 +226,18 @@ impl Core {
                 id: challenge.factor_id.clone(),
                 secret: challenge.secret_sealed.clone(),
             };
+            if !setup && matches!(conn, DbConnection::Postgresql(_)) {
+                let session = sessions::new(inner, user.clone().into(), true);
+                let ids = (id_hash.as_str(), LOGIN, factor.id.as_str());
+                // One statement for the step, the claim, the session and the audit.
+                let answer = |conn: &mut DbConnection, step| {
+                    one_statement::answer_login(inner, conn, &origin, &user, ids, step, session)
+                };
+                let session =
+                    totp::verify_with(inner, conn, &origin, &user, &factor, &code, answer)?;
+                let service = challenge.service;
+                return Ok(ChallengeOutcome::LoggedIn { session, service });
+            }
             let use_ = (setup, challenge.kind.as_str());
             totp::verify(inner, conn, &origin, &user, &factor, &code, use_, |conn| {
                 claim(inner, conn, &id_hash)?;
