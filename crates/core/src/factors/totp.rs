@@ -228,18 +228,8 @@ pub(crate) fn verify<T>(
     (activate, what): (bool, &str),
     then: impl FnOnce(&mut DbConnection) -> CoreResult<T>,
 ) -> CoreResult<T> {
-    verify_with(inner, conn, origin, user, factor, code, |conn, step| {
-        take(
-            inner,
-            conn,
-            origin,
-            user,
-            factor,
-            step,
-            (activate, what),
-            then,
-        )
-    })
+    let take = taking(inner, origin, user, factor, (activate, what), then);
+    verify_with(inner, conn, origin, user, factor, code, take)
 }
 
 /// [`verify`] with the matched step's effects done by `take` (see [`check_with`]).
@@ -271,18 +261,8 @@ pub(crate) fn check<T>(
     (activate, what): (bool, &str),
     then: impl FnOnce(&mut DbConnection) -> CoreResult<T>,
 ) -> CoreResult<Attempt<T>> {
-    check_with(inner, conn, origin, factor, code, |conn, step| {
-        take(
-            inner,
-            conn,
-            origin,
-            user,
-            factor,
-            step,
-            (activate, what),
-            then,
-        )
-    })
+    let take = taking(inner, origin, user, factor, (activate, what), then);
+    check_with(inner, conn, origin, factor, code, take)
 }
 
 /// Matches `code` against the factor's secret; a match's step goes to `take`, which
@@ -313,30 +293,30 @@ pub(crate) fn check_with<T>(
     }
 }
 
-/// Takes `step` and runs `then`, in a savepoint: a replay (or `then` failing) undoes both.
-#[allow(clippy::too_many_arguments)]
-fn take<T>(
-    inner: &Inner,
-    conn: &mut DbConnection,
-    origin: &Origin,
-    user: &UserRow,
-    factor: &Sealed,
-    step: i64,
-    (activate, what): (bool, &str),
-    then: impl FnOnce(&mut DbConnection) -> CoreResult<T>,
-) -> CoreResult<Option<T>> {
-    let taken = write_tx(conn, |conn| {
-        take_step(inner, conn, &factor.id, step, activate)?;
-        audit::record(inner, conn, origin, ACCEPTED, user, Some(what))?;
-        if activate {
-            audit::record(inner, conn, origin, "totp.enrolled", user, None)?;
+/// The general way to take a matched step: the step and `then`, in a savepoint, so that
+/// a replay (or `then` failing) undoes both.
+fn taking<'a, T>(
+    inner: &'a Inner,
+    origin: &'a Origin,
+    user: &'a UserRow,
+    factor: &'a Sealed,
+    (activate, what): (bool, &'a str),
+    then: impl FnOnce(&mut DbConnection) -> CoreResult<T> + 'a,
+) -> impl FnOnce(&mut DbConnection, i64) -> CoreResult<Option<T>> + 'a {
+    move |conn, step| {
+        let taken = write_tx(conn, |conn| {
+            take_step(inner, conn, &factor.id, step, activate)?;
+            audit::record(inner, conn, origin, ACCEPTED, user, Some(what))?;
+            if activate {
+                audit::record(inner, conn, origin, "totp.enrolled", user, None)?;
+            }
+            then(conn)
+        });
+        match taken {
+            Ok(value) => Ok(Some(value)),
+            Err(CoreError::IncorrectCode) => Ok(None),
+            Err(e) => Err(e),
         }
-        then(conn)
-    });
-    match taken {
-        Ok(value) => Ok(Some(value)),
-        Err(CoreError::IncorrectCode) => Ok(None),
-        Err(e) => Err(e),
     }
 }
 
