@@ -48,8 +48,13 @@ pub(crate) fn record<'a>(
         detail: detail.map(str::to_owned),
     };
     deferred_audit::add(conn, row)?;
-    tracing::debug!(event, user = subject.map(|s| s.1), dialect = %origin.dialect, ip = origin.ip.as_deref(), detail, "audit");
+    trace(origin, event, subject.map(|s| s.1), detail);
     Ok(())
+}
+
+/// The log line of an audit event (for events written by a statement of their own).
+pub(crate) fn trace(origin: &Origin, event: &str, username: Option<&str>, detail: Option<&str>) {
+    tracing::debug!(event, user = username, dialect = %origin.dialect, ip = origin.ip.as_deref(), detail, "audit");
 }
 
 impl Core {

@@ -14,6 +14,7 @@ use diesel::prelude::*;
 use diesel::sql_types::Bool;
 
 use super::Claim;
+use crate::audit;
 use crate::crypto::hash_token;
 use crate::db::{cached_statement, DbConnection};
 use crate::factors::totp::{TakeStep, ACCEPTED};
@@ -102,6 +103,16 @@ pub(super) fn answer_login(
     match (outcome.stepped, outcome.claimed) {
         (false, _) => Ok(None),
         (true, false) => Err(CoreError::InvalidChallenge),
-        (true, true) => Ok(Some(session)),
+        (true, true) => {
+            let user = Some(user.username.as_str());
+            audit::trace(origin, ACCEPTED, user, Some(kind));
+            audit::trace(
+                origin,
+                sessions::LOGIN_EVENT,
+                user,
+                Some(sessions::login_detail(session.mfa)),
+            );
+            Ok(Some(session))
+        }
     }
 }
