@@ -18,7 +18,7 @@ use crate::audit;
 use crate::crypto::hash_token;
 use crate::db::{cached_statement, DbConnection};
 use crate::factors::totp::{TakeStep, ACCEPTED};
-use crate::tokens::sessions::{self, Session};
+use crate::tokens::sessions::{self, NewSession, Session};
 use crate::users::UserRow;
 use crate::{CoreError, CoreResult, Inner, Origin};
 
@@ -30,8 +30,9 @@ cached_statement!(AnswerLogin {
     dialect: String,
     refresh_hash: String,
     csrf_hash: Option<String>,
-    now: i64,
+    created_at: i64,
     expires_at: i64,
+    now: i64,
     accepted: String,
     kind: String,
     login: String,
@@ -44,7 +45,7 @@ cached_statement!(AnswerLogin {
      signed_in AS (INSERT INTO sessions \
          (id, user_id, dialect, refresh_hash, csrf_hash, created_at, expires_at, revoked) \
          SELECT ", (session_id: Text), ", ", (user_id: Text), ", ", (dialect: Text), ", ",
-         (refresh_hash: Text), ", ", (csrf_hash: Nullable<Text>), ", ", (now: BigInt), ", ",
+         (refresh_hash: Text), ", ", (csrf_hash: Nullable<Text>), ", ", (created_at: BigInt), ", ",
          (expires_at: BigInt), ", FALSE WHERE EXISTS (SELECT 1 FROM claimed) RETURNING 1), \
      audited AS (INSERT INTO audit_log (at, event, user_id, username, dialect, ip, detail) \
          SELECT ", (now: BigInt), ", e.event, ", (user_id: Text), ", ", (username: Text), ", ",
@@ -73,7 +74,10 @@ pub(super) fn answer_login(
     user: &UserRow,
     (id_hash, kind, factor_id): (&str, &str, &str),
     step: i64,
-    session: Session,
+    NewSession {
+        session,
+        created_at,
+    }: NewSession,
 ) -> CoreResult<Option<Session>> {
     let now = inner.now();
     let statement = AnswerLogin {
@@ -90,8 +94,9 @@ pub(super) fn answer_login(
         dialect: origin.dialect.clone(),
         refresh_hash: hash_token(&session.refresh_token),
         csrf_hash: session.csrf_token.as_deref().map(hash_token),
-        now,
+        created_at,
         expires_at: session.expires_at,
+        now,
         accepted: ACCEPTED.to_owned(),
         kind: kind.to_owned(),
         login: sessions::LOGIN_EVENT.to_owned(),

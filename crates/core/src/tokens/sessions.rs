@@ -70,8 +70,15 @@ pub(crate) fn create(
     store(inner, conn, origin, session)
 }
 
-/// The values of a session [`create`] makes (its id and tokens drawn), not stored yet.
-pub(crate) fn new(inner: &Inner, user: User, mfa: bool) -> Session {
+/// A session drawn (its id and tokens) but not stored yet, with its creation time, the
+/// one `expires_at` is counted from.
+pub(crate) struct NewSession {
+    pub(crate) session: Session,
+    pub(crate) created_at: i64,
+}
+
+/// The values of a session [`create`] makes, not stored yet.
+pub(crate) fn new(inner: &Inner, user: User, mfa: bool) -> NewSession {
     let id = new_session_id(inner);
     let token = random_hex(inner.rng(), 32);
     let csrf = random_hex(inner.rng(), 32);
@@ -102,14 +109,19 @@ fn drawn(
     refresh_token: String,
     csrf_token: Option<String>,
     ttl: i64,
-) -> Session {
-    Session {
+) -> NewSession {
+    let now = inner.now();
+    let session = Session {
         id,
         user,
         mfa,
         refresh_token,
         csrf_token,
-        expires_at: inner.now() + ttl,
+        expires_at: now + ttl,
+    };
+    NewSession {
+        session,
+        created_at: now,
     }
 }
 
@@ -128,7 +140,10 @@ fn store(
     inner: &Inner,
     conn: &mut DbConnection,
     origin: &Origin,
-    session: Session,
+    NewSession {
+        session,
+        created_at,
+    }: NewSession,
 ) -> CoreResult<Session> {
     diesel::insert_into(sessions::table)
         .values((
@@ -137,7 +152,7 @@ fn store(
             sessions::dialect.eq(&origin.dialect),
             sessions::refresh_hash.eq(hash_token(&session.refresh_token)),
             sessions::csrf_hash.eq(session.csrf_token.as_deref().map(hash_token)),
-            sessions::created_at.eq(inner.now()),
+            sessions::created_at.eq(created_at),
             sessions::expires_at.eq(session.expires_at),
             sessions::revoked.eq(false),
         ))
